@@ -1,0 +1,466 @@
+"""Execution: a thin wrapper over python-binance (testnet/live) and a paper twin with the same interface.
+
+Every exchange failure becomes one of four typed errors, translated in one place (`Gateway.call`):
+`ExchangeRejected` (Binance said no; nothing happened), `OutcomeUnknown` (the order may or may not
+exist), `RateLimited` (429/418; we wait out Retry-After) and `ExchangeUnreachable`.
+Exchange info and balances are cached, so a BUY in steady state costs one REST call: the order.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from typing import Any, Protocol
+
+import requests
+from binance.client import Client
+from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+from config import Settings
+from money import PRICE_PLACES, floor_to_step, plain
+from signals import symbol_candidates
+
+REQUEST_TIMEOUT_SECONDS = 5
+MARKET_DATA_RETRY_SECONDS = 60
+LOOKUP_ATTEMPTS = 4
+LOOKUP_PAUSE_SECONDS = 0.4
+PAPER_FEE_RATE = Decimal("0.001")
+PAPER_SLIPPAGE = Decimal("0.0005")
+MAX_MESSAGE_LENGTH = 200
+
+
+class ExchangeError(Exception):
+    """Base of the four ways an exchange call can fail; str() is a human reason, never a secret."""
+
+
+class ExchangeRejected(ExchangeError):
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(f"Binance rejected the request: {code} {message}"[:MAX_MESSAGE_LENGTH])
+        self.code = code
+
+
+class OutcomeUnknown(ExchangeError):
+    pass
+
+
+class RateLimited(ExchangeError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ExchangeUnreachable(ExchangeError):
+    pass
+
+
+class OrderRefused(Exception):
+    """We refused to send the order (too small for the exchange's filters, no price, ...)."""
+
+
+@dataclass(frozen=True)
+class SymbolRules:
+    """A symbol's trading filters, from exchangeInfo."""
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    step_size: Decimal = Decimal("0.00000001")
+    min_qty: Decimal = Decimal(0)
+    max_qty: Decimal = Decimal(0)
+    tick_size: Decimal = Decimal("0.00000001")
+    min_notional: Decimal = Decimal(0)
+    min_notional_applies_to_market: bool = True
+    quote_precision: int = 8
+
+    @classmethod
+    def from_exchange_info(cls, info: dict[str, Any]) -> SymbolRules:
+        filters = {f["filterType"]: f for f in info.get("filters", [])}
+        lot = filters.get("LOT_SIZE", {})
+        notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
+        applies = notional.get("applyMinToMarket", notional.get("applyToMarket", True))
+        return cls(
+            symbol=info["symbol"], base_asset=info["baseAsset"], quote_asset=info["quoteAsset"],
+            step_size=Decimal(lot.get("stepSize", "0")), min_qty=Decimal(lot.get("minQty", "0")),
+            max_qty=Decimal(lot.get("maxQty", "0")),
+            tick_size=Decimal(filters.get("PRICE_FILTER", {}).get("tickSize", "0")),
+            min_notional=Decimal(notional.get("minNotional", "0")),
+            min_notional_applies_to_market=bool(applies),
+            quote_precision=int(info.get("quoteAssetPrecision", info.get("quotePrecision", 8))),
+        )
+
+    def quote_amount(self, amount: Decimal) -> Decimal:
+        return amount.quantize(Decimal(1).scaleb(-self.quote_precision), rounding=ROUND_DOWN)
+
+    def buy_problem(self, amount: Decimal) -> str | None:
+        if self.min_notional_applies_to_market and amount < self.min_notional:
+            return (f"amount {plain(amount)} {self.quote_asset} is below Binance's minimum order "
+                    f"(NOTIONAL {plain(self.min_notional)}) for {self.symbol}")
+        return None
+
+    def sell_problem(self, quantity: Decimal, price: Decimal) -> str | None:
+        if quantity <= 0 or quantity < self.min_qty:
+            return (f"quantity {plain(quantity)} {self.base_asset} is below Binance's minimum "
+                    f"(LOT_SIZE minQty {plain(self.min_qty)}) for {self.symbol}")
+        if self.min_notional_applies_to_market and quantity * price < self.min_notional:
+            return (f"value {plain(quantity * price)} {self.quote_asset} is below Binance's minimum order "
+                    f"(NOTIONAL {plain(self.min_notional)}) for {self.symbol}")
+        return None
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What an executed order did, as Binance reported it."""
+    order_id: str
+    client_order_id: str
+    status: str
+    side: str
+    quantity: Decimal
+    quote_amount: Decimal
+    fees: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def price(self) -> Decimal:
+        """Average fill price, to 8 decimal places."""
+        return (self.quote_amount / self.quantity).quantize(PRICE_PLACES) if self.quantity else Decimal(0)
+
+    @property
+    def fee_asset(self) -> str:
+        return next(iter(self.fees), "")
+
+    @property
+    def fee(self) -> Decimal:
+        return self.fees.get(self.fee_asset, Decimal(0))
+
+    @classmethod
+    def from_order(cls, reply: dict[str, Any]) -> Fill:
+        fees: dict[str, Decimal] = {}
+        for part in reply.get("fills", []):
+            asset = part["commissionAsset"]
+            fees[asset] = fees.get(asset, Decimal(0)) + Decimal(part["commission"])
+        return cls(order_id=str(reply["orderId"]), client_order_id=reply.get("clientOrderId", ""),
+                   status=reply.get("status", ""), side=reply.get("side", ""),
+                   quantity=Decimal(reply.get("executedQty", "0")),
+                   quote_amount=Decimal(reply.get("cummulativeQuoteQty", "0")), fees=fees)
+
+    def received_base(self, rules: SymbolRules) -> Decimal:
+        """Base asset that reached the account: Binance takes a BUY's commission from it."""
+        return self.quantity - self.fees.get(rules.base_asset, Decimal(0))
+
+    def quote_cost(self, rules: SymbolRules) -> Decimal:
+        return self.quote_amount + self.fees.get(rules.quote_asset, Decimal(0))
+
+    def quote_proceeds(self, rules: SymbolRules) -> Decimal:
+        return self.quote_amount - self.fees.get(rules.quote_asset, Decimal(0))
+
+
+class Exchange(Protocol):
+    mode: str
+
+    def warm_up(self) -> None: ...
+    def resolve(self, raw_symbol: str) -> SymbolRules | None: ...
+    def free_balance(self, asset: str) -> Decimal: ...
+    def market_buy(self, rules: SymbolRules, amount: Decimal, client_order_id: str,
+                   price_hint: Decimal | None) -> Fill: ...
+    def market_sell(self, rules: SymbolRules, quantity: Decimal, client_order_id: str,
+                    price_hint: Decimal | None) -> Fill: ...
+
+
+def make_client(settings: Settings) -> Client:
+    """A python-binance client with no network call yet, pointed at BINANCE_API_URL if set."""
+    key = settings.binance_api_key.get_secret_value() if settings.binance_api_key else None
+    secret = settings.binance_api_secret.get_secret_value() if settings.binance_api_secret else None
+    client = Client(key, secret, ping=False, testnet=settings.trading_mode == "testnet",
+                    requests_params={"timeout": REQUEST_TIMEOUT_SECONDS})
+    if settings.binance_api_url:
+        client.API_URL = client.API_TESTNET_URL = settings.binance_api_url.rstrip("/")
+    return client
+
+
+class Gateway:
+    """The one place where python-binance is called and its failures are translated."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._resume_at = 0.0
+
+    def call(self, method: str, *, places_order: bool = False, **params: Any) -> Any:
+        try:
+            return self._call_once(method, places_order, params)
+        except ExchangeRejected as error:
+            if error.code != -1021:
+                raise
+            self.sync_time()
+            return self._call_once(method, places_order, params)
+
+    def sync_time(self) -> None:
+        """Measure the offset to Binance's clock (python-binance applies it to every timestamp)."""
+        server = self._call_once("get_server_time", False, {})["serverTime"]
+        self.client.timestamp_offset = server - int(time.time() * 1000)
+
+    def _call_once(self, method: str, places_order: bool, params: dict[str, Any]) -> Any:
+        wait = self._resume_at - time.monotonic()
+        if wait > 0:
+            raise RateLimited(f"Binance rate limit: waiting {wait:.0f}s more before the next call", wait)
+        try:
+            return getattr(self.client, method)(**params)
+        except BinanceAPIException as error:
+            raise self._api_error(error, places_order) from None
+        except BinanceRequestException:
+            raise self._unclear("Binance answered with something that is not JSON", places_order) from None
+        except requests.RequestException as error:
+            raise self._network_error(error, places_order) from None
+
+    def _api_error(self, error: BinanceAPIException, places_order: bool) -> ExchangeError:
+        if error.status_code in (418, 429):
+            retry_after = float(error.response.headers.get("Retry-After", "60") or 60)
+            self._resume_at = time.monotonic() + retry_after
+            kind = "IP banned (418)" if error.status_code == 418 else "rate limited (429)"
+            return RateLimited(f"Binance {kind}: retry after {retry_after:.0f}s", retry_after)
+        if error.status_code >= 500 or error.code == -1007:
+            return self._unclear(f"Binance answered HTTP {error.status_code} ({error.code})", places_order)
+        return ExchangeRejected(error.code, str(error.message))
+
+    def _network_error(self, error: requests.RequestException, places_order: bool) -> ExchangeError:
+        never_sent = isinstance(error, requests.ConnectTimeout) or (
+            isinstance(error, requests.ConnectionError) and "NewConnectionError" in repr(error))
+        if never_sent:
+            return ExchangeUnreachable("Binance is unreachable (could not connect)")
+        kind = "no reply in time" if isinstance(error, requests.Timeout) else "connection lost"
+        return self._unclear(f"Binance {kind}", places_order)
+
+    @staticmethod
+    def _unclear(message: str, places_order: bool) -> ExchangeError:
+        if places_order:
+            return OutcomeUnknown(f"{message}: the order may or may not exist")
+        return ExchangeUnreachable(message)
+
+
+class MarketData:
+    """Public market data: the symbol list (cached) and last prices."""
+
+    def __init__(self, gateway: Gateway, quote_asset: str) -> None:
+        self.gateway = gateway
+        self.quote_asset = quote_asset
+        self._symbols: dict[str, SymbolRules] | None = None
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def symbols(self) -> dict[str, SymbolRules]:
+        with self._lock:
+            if self._symbols is None:
+                self._symbols = self._download_symbols()
+            return self._symbols
+
+    def resolve(self, raw_symbol: str) -> SymbolRules | None:
+        known = self.symbols()
+        for candidate in symbol_candidates(raw_symbol, self.quote_asset):
+            if candidate in known:
+                return known[candidate]
+        return None
+
+    def price(self, symbol: str) -> Decimal:
+        return Decimal(self.gateway.call("get_symbol_ticker", symbol=symbol)["price"])
+
+    def _download_symbols(self) -> dict[str, SymbolRules]:
+        if time.monotonic() < self._retry_at:
+            raise ExchangeUnreachable("Binance's symbol list is unavailable right now")
+        try:
+            info = self.gateway.call("get_exchange_info")
+        except ExchangeError:
+            self._retry_at = time.monotonic() + MARKET_DATA_RETRY_SECONDS
+            raise
+        return {s["symbol"]: SymbolRules.from_exchange_info(s)
+                for s in info["symbols"] if s.get("status") == "TRADING"}
+
+
+class Balances:
+    """Free balances by asset, kept in step with each fill so they need not be fetched again."""
+
+    def __init__(self, initial: dict[str, Decimal] | None = None) -> None:
+        self.free: dict[str, Decimal] = dict(initial or {})
+        self._lock = threading.Lock()
+
+    def get(self, asset: str) -> Decimal:
+        with self._lock:
+            return self.free.get(asset, Decimal(0))
+
+    def apply(self, rules: SymbolRules, fill: Fill) -> None:
+        sign = 1 if fill.side == "BUY" else -1
+        with self._lock:
+            self._add(rules.base_asset, sign * fill.quantity)
+            self._add(rules.quote_asset, -sign * fill.quote_amount)
+            for asset, fee in fill.fees.items():
+                self._add(asset, -fee)
+
+    def _add(self, asset: str, amount: Decimal) -> None:
+        self.free[asset] = self.free.get(asset, Decimal(0)) + amount
+
+
+class BinanceExchange:
+    """Testnet or live Binance through python-binance."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.mode = settings.trading_mode
+        self.gateway = Gateway(client or make_client(settings))
+        self.market = MarketData(self.gateway, settings.quote_asset)
+        self._balances: Balances | None = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        self.gateway.sync_time()
+        self.market.symbols()
+        self._account()
+
+    def resolve(self, raw_symbol: str) -> SymbolRules | None:
+        return self.market.resolve(raw_symbol)
+
+    def free_balance(self, asset: str) -> Decimal:
+        return self._account().get(asset)
+
+    def market_buy(self, rules: SymbolRules, amount: Decimal, client_order_id: str,
+                   price_hint: Decimal | None) -> Fill:
+        amount = rules.quote_amount(amount)
+        problem = rules.buy_problem(amount)
+        if problem:
+            raise OrderRefused(problem)
+        return self._place(rules, client_order_id, side="BUY", quoteOrderQty=plain(amount))
+
+    def market_sell(self, rules: SymbolRules, quantity: Decimal, client_order_id: str,
+                    price_hint: Decimal | None) -> Fill:
+        """Sells what the account really holds: the balance is read fresh, not from the cache."""
+        self._forget_account()
+        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        price = price_hint or self.market.price(rules.symbol)
+        problem = rules.sell_problem(quantity, price)
+        if problem:
+            raise OrderRefused(problem)
+        return self._place(rules, client_order_id, side="SELL", quantity=plain(quantity))
+
+    def _account(self) -> Balances:
+        with self._lock:
+            if self._balances is None:
+                account = self.gateway.call("get_account")
+                self._balances = Balances({b["asset"]: Decimal(b["free"]) for b in account["balances"]})
+            return self._balances
+
+    def _forget_account(self) -> None:
+        with self._lock:
+            self._balances = None
+
+    def _place(self, rules: SymbolRules, client_order_id: str, **order: str) -> Fill:
+        balances = self._account()
+        try:
+            reply = self.gateway.call("create_order", places_order=True, symbol=rules.symbol, type="MARKET",
+                                      newClientOrderId=client_order_id, newOrderRespType="FULL", **order)
+        except OutcomeUnknown:
+            reply = self._look_up(rules.symbol, client_order_id)
+        except ExchangeRejected:
+            self._forget_account()
+            raise
+        fill = Fill.from_order(reply)
+        balances.apply(rules, fill)
+        return fill
+
+    def _look_up(self, symbol: str, client_order_id: str) -> dict[str, Any]:
+        """After an unclear answer, ask Binance what became of the order (never resend it)."""
+        for attempt in range(LOOKUP_ATTEMPTS):
+            time.sleep(LOOKUP_PAUSE_SECONDS * attempt)
+            try:
+                return self.gateway.call("get_order", symbol=symbol, origClientOrderId=client_order_id)
+            except ExchangeRejected as error:
+                if error.code != -2013:
+                    break
+            except (ExchangeUnreachable, RateLimited):
+                break
+        raise OutcomeUnknown(f"order {client_order_id}: Binance's answer was unclear and the order "
+                             f"could not be looked up; check the order history on Binance")
+
+
+class PaperExchange:
+    """Simulated fills with Binance's fee and a little slippage; real public prices when reachable."""
+
+    mode = "paper"
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.quote_asset = settings.quote_asset
+        self.market = MarketData(Gateway(client or make_client(settings)), settings.quote_asset)
+        self.balances = Balances({settings.quote_asset: settings.paper_balance_usdt})
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        self.market.symbols()
+
+    def resolve(self, raw_symbol: str) -> SymbolRules | None:
+        try:
+            return self.market.resolve(raw_symbol)
+        except ExchangeUnreachable:
+            return self._offline_rules(raw_symbol)
+
+    def free_balance(self, asset: str) -> Decimal:
+        return self.balances.get(asset)
+
+    def market_buy(self, rules: SymbolRules, amount: Decimal, client_order_id: str,
+                   price_hint: Decimal | None) -> Fill:
+        amount = rules.quote_amount(amount)
+        price = self._price(rules, price_hint) * (1 + PAPER_SLIPPAGE)
+        quantity = floor_to_step(amount / price, rules.step_size)
+        problem = rules.buy_problem(amount) or rules.sell_problem(quantity, price)
+        if problem:
+            raise OrderRefused(problem)
+        cost = self._quote(rules, quantity * price, ROUND_UP)
+        self._require(rules.quote_asset, cost)
+        fee = (quantity * PAPER_FEE_RATE).quantize(Decimal("0.00000001"), rounding=ROUND_UP)
+        return self._fill(rules, client_order_id, "BUY", quantity, cost, {rules.base_asset: fee})
+
+    def market_sell(self, rules: SymbolRules, quantity: Decimal, client_order_id: str,
+                    price_hint: Decimal | None) -> Fill:
+        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        price = self._price(rules, price_hint) * (1 - PAPER_SLIPPAGE)
+        problem = rules.sell_problem(quantity, price)
+        if problem:
+            raise OrderRefused(problem)
+        proceeds = self._quote(rules, quantity * price, ROUND_DOWN)
+        fee = self._quote(rules, proceeds * PAPER_FEE_RATE, ROUND_UP)
+        return self._fill(rules, client_order_id, "SELL", quantity, proceeds, {rules.quote_asset: fee})
+
+    def replay(self, rules: SymbolRules, fill: Fill) -> None:
+        """Re-apply a fill from the journal, so the paper balance survives a restart."""
+        self.balances.apply(rules, fill)
+
+    def _fill(self, rules: SymbolRules, client_order_id: str, side: str, quantity: Decimal,
+              quote_amount: Decimal, fees: dict[str, Decimal]) -> Fill:
+        fill = Fill(order_id=f"paper-{uuid.uuid4().hex[:12]}", client_order_id=client_order_id,
+                    status="FILLED", side=side, quantity=quantity, quote_amount=quote_amount, fees=fees)
+        self.balances.apply(rules, fill)
+        return fill
+
+    def _require(self, asset: str, amount: Decimal) -> None:
+        if self.balances.get(asset) < amount:
+            raise ExchangeRejected(-2010, "Account has insufficient balance for requested action.")
+
+    def _price(self, rules: SymbolRules, price_hint: Decimal | None) -> Decimal:
+        if price_hint is not None:
+            return price_hint
+        try:
+            return self.market.price(rules.symbol)
+        except ExchangeError:
+            raise OrderRefused(f"no price for {rules.symbol}: the signal has no `price` and "
+                               f"Binance's public ticker is unreachable") from None
+
+    @staticmethod
+    def _quote(rules: SymbolRules, value: Decimal, rounding: str) -> Decimal:
+        return value.quantize(Decimal(1).scaleb(-rules.quote_precision), rounding=rounding)
+
+    def _offline_rules(self, raw_symbol: str) -> SymbolRules | None:
+        """Without Binance's symbol list, paper mode accepts any `<BASE><QUOTE>` symbol."""
+        symbol = symbol_candidates(raw_symbol, self.quote_asset)[-1]
+        base = symbol.removesuffix(self.quote_asset)
+        if not base.isalnum() or not 2 <= len(base) <= 12:
+            return None
+        return SymbolRules(symbol=symbol, base_asset=base, quote_asset=self.quote_asset,
+                           min_notional=Decimal(5))
+
+
+def make_exchange(settings: Settings) -> Exchange:
+    return PaperExchange(settings) if settings.is_paper else BinanceExchange(settings)
