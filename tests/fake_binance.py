@@ -1,0 +1,1100 @@
+"""A fake Binance spot REST API on 127.0.0.1, for driving python-binance in tests.
+
+    with FakeBinance() as fake:
+        client = Client(fake.api_key, fake.api_secret, ping=False)
+        client.API_URL = client.API_TESTNET_URL = fake.url
+
+It checks API keys, timestamps and HMAC signatures the way Binance does, validates orders
+against the symbol filters with Binance's error codes and messages, fills MARKET orders at the
+price given to `set_price`, fills resting orders when a later `set_price` crosses them, and
+moves balances exactly (Decimal, 0.1% commission on what you receive). Faults (`inject`,
+`hang`, `drop`), latency and clock skew can be provoked.
+
+Simplifications: one last price per symbol and no order book, orders fill completely or not at
+all, no rate limiting, and OCO only as SELL with LIMIT_MAKER above and STOP_LOSS_LIMIT below.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, urlsplit
+
+Number = Decimal | str | int | float
+Json = dict[str, Any]
+
+COMMISSION_RATE = Decimal("0.001")
+DEFAULT_RECV_WINDOW = 5000
+MAX_RECV_WINDOW = 60000
+MAX_PRICE = Decimal("1000000")
+MAX_NOTIONAL = Decimal("9000000")
+ZERO = Decimal(0)
+_EIGHT_PLACES = Decimal("0.00000001")
+
+DECIMAL_PATTERN = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
+INTEGER_PATTERN = r"^[0-9]{1,20}$"
+SYMBOL_PATTERN = r"^[A-Z0-9-_.]{1,20}$"
+CLIENT_ID_PATTERN = r"^[a-zA-Z0-9-_]{1,36}$"
+SYMBOLS_PATTERN = r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$'
+
+SIDES = ("BUY", "SELL")
+TIME_IN_FORCE = ("GTC", "IOC", "FOK")
+RESPONSE_TYPES = ("ACK", "RESULT", "FULL")
+ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+               "TAKE_PROFIT_LIMIT")
+OCO_ABOVE_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+OCO_BELOW_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+STP_MODE = "EXPIRE_MAKER"
+
+# Per order type: (mandatory parameters, parameters Binance refuses with -1106).
+ORDER_TYPE_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "MARKET": ((), ("price", "stopPrice")),
+    "LIMIT": (("timeInForce", "quantity", "price"), ("quoteOrderQty", "stopPrice")),
+    "LIMIT_MAKER": (("quantity", "price"), ("quoteOrderQty", "stopPrice")),
+    "STOP_LOSS_LIMIT": (("timeInForce", "quantity", "price", "stopPrice"), ("quoteOrderQty",)),
+}
+ORDER_PARAMS = {"symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price",
+                "newClientOrderId", "strategyId", "strategyType", "stopPrice", "trailingDelta",
+                "icebergQty", "newOrderRespType", "selfTradePreventionMode"}
+OCO_PARAMS = {"symbol", "listClientOrderId", "side", "quantity", "aboveType", "aboveClientOrderId",
+              "abovePrice", "aboveStopPrice", "aboveTrailingDelta", "aboveTimeInForce",
+              "aboveIcebergQty", "aboveStrategyId", "aboveStrategyType", "belowType",
+              "belowClientOrderId", "belowPrice", "belowStopPrice", "belowTrailingDelta",
+              "belowTimeInForce", "belowIcebergQty", "belowStrategyId", "belowStrategyType",
+              "newOrderRespType", "selfTradePreventionMode"}
+SIGNATURE_PARAMS = {"timestamp", "recvWindow", "signature"}
+
+INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
+
+
+class ApiError(Exception):
+    """A Binance error reply: an HTTP status and a {"code", "msg"} body."""
+
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+def bad_request(code: int, msg: str) -> ApiError:
+    return ApiError(400, code, msg)
+
+
+def mandatory(name: str) -> ApiError:
+    return bad_request(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+def illegal(name: str, pattern: str) -> ApiError:
+    return bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is '{pattern}'.")
+
+
+def filter_failure(name: str) -> ApiError:
+    return bad_request(-1013, f"Filter failure: {name}")
+
+
+def rejected(msg: str) -> ApiError:
+    return bad_request(-2010, msg)
+
+
+def unknown_order() -> ApiError:
+    return bad_request(-2011, "Unknown order sent.")
+
+
+def unsupported(what: str) -> ApiError:
+    """A valid Binance request this fake does not implement: loud, never mistaken for Binance."""
+    return bad_request(-1000, f"fake_binance does not support {what}.")
+
+
+def to_decimal(value: Number) -> Decimal:
+    """Decimal from Decimal, str or int; a float goes through repr, so 0.1 stays 0.1."""
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def fmt(value: Decimal) -> str:
+    """Binance's decimal strings: 8 places, plain notation ("0.00020000")."""
+    return format(value.quantize(_EIGHT_PLACES), "f")
+
+
+def decimal_places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def random_client_id() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(22))
+
+
+def marketable(side: str, limit: Decimal, last: Decimal) -> bool:
+    """Whether a limit order would trade at the last price."""
+    return last <= limit if side == "BUY" else last >= limit
+
+
+def stop_reached(side: str, stop: Decimal, last: Decimal) -> bool:
+    return last >= stop if side == "BUY" else last <= stop
+
+
+def without_signature(raw: str) -> str:
+    return "&".join(part for part in raw.split("&") if not part.startswith("signature="))
+
+
+class Params:
+    """A request's parameters with Binance's parameter checks.
+
+    Query string and body are merged; a name sent in both takes the query string's value
+    (as Binance documents), a name repeated within one of them is -1101.
+    """
+
+    def __init__(self, query: str, body: str) -> None:
+        body_values = self._parse(body)
+        self._values = body_values | self._parse(query)
+
+    @staticmethod
+    def _parse(raw: str) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for name, value in parse_qsl(raw, keep_blank_values=True):
+            if name in values:
+                raise bad_request(-1101, "Duplicate values for a parameter detected.")
+            values[name] = value
+        return values
+
+    def allow(self, names: set[str]) -> None:
+        """Binance refuses parameters an endpoint does not read (-1104)."""
+        unread = set(self._values) - names - SIGNATURE_PARAMS
+        if unread:
+            sent = len(self._values)
+            raise bad_request(-1104, f"Not all sent parameters were read; read '{sent - len(unread)}' "
+                                     f"parameter(s) but was sent '{sent}'.")
+
+    def has(self, name: str) -> bool:
+        return self._values.get(name, "") != ""
+
+    def text(self, name: str, *, required: bool = False, pattern: str | None = None) -> str | None:
+        if not self.has(name):
+            if required:
+                raise mandatory(name)
+            return None
+        value = self._values[name]
+        if pattern and not re.fullmatch(pattern, value):
+            raise illegal(name, pattern)
+        return value
+
+    def decimal(self, name: str, *, required: bool = False) -> Decimal | None:
+        value = self.text(name, required=required, pattern=DECIMAL_PATTERN)
+        return None if value is None else Decimal(value)
+
+    def integer(self, name: str, *, required: bool = False) -> int | None:
+        value = self.text(name, required=required, pattern=INTEGER_PATTERN)
+        return None if value is None else int(value)
+
+    def choice(self, name: str, options: Iterable[str], error: ApiError, *,
+               required: bool = True) -> str | None:
+        value = self.text(name, required=required)
+        if value is not None and value not in options:
+            raise error
+        return value
+
+    def forbid(self, names: Iterable[str]) -> None:
+        for name in names:
+            if self.has(name):
+                raise bad_request(-1106, f"Parameter '{name}' sent when not required.")
+
+    def one_of(self, first: str, second: str) -> None:
+        if not self.has(first) and not self.has(second):
+            raise bad_request(-1102, f"Param '{first}' or '{second}' must be sent, but both were empty/null!")
+
+
+@dataclass
+class Symbol:
+    name: str
+    base: str
+    quote: str
+    step: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    tick: Decimal
+    min_notional: Decimal
+    legacy_min_notional: bool
+    status: str
+    price: Decimal | None = None
+
+    def check_price(self, price: Decimal) -> None:
+        if price < self.tick or price > MAX_PRICE or (price - self.tick) % self.tick:
+            raise filter_failure("PRICE_FILTER")
+
+    def check_quantity(self, quantity: Decimal) -> None:
+        if quantity < self.min_qty or quantity > self.max_qty or (quantity - self.min_qty) % self.step:
+            raise filter_failure("LOT_SIZE")
+
+    def check_notional(self, notional: Decimal, *, market: bool) -> None:
+        """Minimum applies to MARKET orders too (applyMinToMarket / applyToMarket); maximum does not."""
+        if self.legacy_min_notional:
+            if notional < self.min_notional:
+                raise filter_failure("MIN_NOTIONAL")
+        elif notional < self.min_notional or (not market and notional > MAX_NOTIONAL):
+            raise filter_failure("NOTIONAL")
+
+    def floor_to_step(self, quantity: Decimal) -> Decimal:
+        return (quantity / self.step).to_integral_value(ROUND_DOWN) * self.step
+
+    def info(self) -> Json:
+        return {
+            "symbol": self.name, "status": self.status,
+            "baseAsset": self.base, "baseAssetPrecision": 8,
+            "quoteAsset": self.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
+            "orderTypes": list(ORDER_TYPES),
+            "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
+            "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True, "cancelReplaceAllowed": True,
+            "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+            "filters": self._filters(),
+            "permissions": [], "permissionSets": [["SPOT"]],
+            "defaultSelfTradePreventionMode": STP_MODE,
+            "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        }
+
+    def _filters(self) -> list[Json]:
+        if self.legacy_min_notional:
+            notional: Json = {"filterType": "MIN_NOTIONAL", "minNotional": fmt(self.min_notional),
+                              "applyToMarket": True, "avgPriceMins": 5}
+        else:
+            notional = {"filterType": "NOTIONAL", "minNotional": fmt(self.min_notional),
+                        "applyMinToMarket": True, "maxNotional": fmt(MAX_NOTIONAL),
+                        "applyMaxToMarket": False, "avgPriceMins": 5}
+        return [
+            {"filterType": "PRICE_FILTER", "minPrice": fmt(self.tick), "maxPrice": fmt(MAX_PRICE),
+             "tickSize": fmt(self.tick)},
+            {"filterType": "LOT_SIZE", "minQty": fmt(self.min_qty), "maxQty": fmt(self.max_qty),
+             "stepSize": fmt(self.step)},
+            {"filterType": "ICEBERG_PARTS", "limit": 10},
+            {"filterType": "MARKET_LOT_SIZE", "minQty": fmt(ZERO), "maxQty": fmt(ZERO), "stepSize": fmt(ZERO)},
+            notional,
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
+        ]
+
+
+@dataclass
+class Balance:
+    free: Decimal = ZERO
+    locked: Decimal = ZERO
+
+
+@dataclass
+class Hold:
+    """Funds locked for resting orders; the two legs of an OCO share one."""
+
+    asset: str
+    amount: Decimal
+
+
+@dataclass
+class OrderRequest:
+    """A validated new order."""
+
+    symbol: Symbol
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal = ZERO
+    stop_price: Decimal = ZERO
+    quote_quantity: Decimal | None = None
+    time_in_force: str = "GTC"
+    client_id: str | None = None
+    response_type: str = "FULL"
+
+
+@dataclass
+class Order:
+    symbol: str
+    order_id: int
+    client_id: str
+    side: str
+    type: str
+    time_in_force: str
+    quantity: Decimal
+    price: Decimal
+    stop_price: Decimal
+    quote_quantity: Decimal
+    time: int
+    working_time: int
+    created: float = field(default_factory=time.monotonic)
+    list_id: int = -1
+    status: str = "NEW"
+    executed: Decimal = ZERO
+    cumulative_quote: Decimal = ZERO
+    update_time: int = 0
+    hold: Hold | None = None
+    fills: list[Json] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "NEW"
+
+    @property
+    def is_working(self) -> bool:
+        """False for a stop order whose stop price has not been reached yet."""
+        return self.working_time != -1
+
+    def query_json(self) -> Json:
+        """The shape of GET /api/v3/order and /api/v3/openOrders."""
+        return {
+            "symbol": self.symbol, "orderId": self.order_id, "orderListId": self.list_id,
+            "clientOrderId": self.client_id, "price": fmt(self.price), "origQty": fmt(self.quantity),
+            "executedQty": fmt(self.executed), "cummulativeQuoteQty": fmt(self.cumulative_quote),
+            "status": self.status, "timeInForce": self.time_in_force, "type": self.type, "side": self.side,
+            "stopPrice": fmt(self.stop_price), "icebergQty": fmt(ZERO), "time": self.time,
+            "updateTime": self.update_time, "isWorking": self.is_working, "workingTime": self.working_time,
+            "origQuoteOrderQty": fmt(self.quote_quantity), "selfTradePreventionMode": STP_MODE,
+        }
+
+    def reply_json(self, response_type: str) -> Json:
+        """The reply to POST /api/v3/order (ACK, RESULT or FULL) and an OCO's orderReports."""
+        reply: Json = {"symbol": self.symbol, "orderId": self.order_id, "orderListId": self.list_id,
+                       "clientOrderId": self.client_id, "transactTime": self.time}
+        if response_type == "ACK":
+            return reply
+        reply |= self._amounts_json()
+        reply |= {"workingTime": self.working_time, "selfTradePreventionMode": STP_MODE}
+        if response_type == "FULL":
+            reply["fills"] = list(self.fills)
+        return reply
+
+    def cancel_json(self, cancel_client_id: str, transact_time: int) -> Json:
+        return {"symbol": self.symbol, "origClientOrderId": self.client_id, "orderId": self.order_id,
+                "orderListId": self.list_id, "clientOrderId": cancel_client_id, "transactTime": transact_time,
+                **self._amounts_json(), "selfTradePreventionMode": STP_MODE}
+
+    def _amounts_json(self) -> Json:
+        amounts = {"price": fmt(self.price), "origQty": fmt(self.quantity), "executedQty": fmt(self.executed),
+                   "origQuoteOrderQty": fmt(self.quote_quantity),
+                   "cummulativeQuoteQty": fmt(self.cumulative_quote), "status": self.status,
+                   "timeInForce": self.time_in_force, "type": self.type, "side": self.side}
+        if self.stop_price:
+            amounts["stopPrice"] = fmt(self.stop_price)
+        return amounts
+
+
+@dataclass
+class OrderList:
+    list_id: int
+    client_id: str
+    symbol: str
+    time: int
+    legs: list[Order]
+
+    @property
+    def is_open(self) -> bool:
+        return any(leg.is_open for leg in self.legs)
+
+    def json(self, transaction_time: int) -> Json:
+        status = ("EXEC_STARTED", "EXECUTING") if self.is_open else ("ALL_DONE", "ALL_DONE")
+        return {"orderListId": self.list_id, "contingencyType": "OCO", "listStatusType": status[0],
+                "listOrderStatus": status[1], "listClientOrderId": self.client_id,
+                "transactionTime": transaction_time, "symbol": self.symbol,
+                "orders": [{"symbol": leg.symbol, "orderId": leg.order_id, "clientOrderId": leg.client_id}
+                           for leg in self.legs]}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
+        return cls(status, json.dumps(payload).encode(),
+                   {"Content-Type": "application/json;charset=UTF-8", **(headers or {})})
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str
+    after_execute: bool
+    times: int
+    reply: Reply | None = None      # inject: answer this instead
+    hang_seconds: float | None = None  # hang: wait this long; drop when neither is set
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeBinance
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like Binance, for requests.Session
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid 40 ms delayed-ACK stalls
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.fake._serve(self)
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet."""
+
+
+class FakeBinance:
+    """A Binance spot REST API on 127.0.0.1; see the module docstring."""
+
+    def __init__(self, api_key: str = "test-key-0123456789", api_secret: str = "test-secret-0123456789",
+                 latency_ms: float = 0) -> None:
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.latency_ms = latency_ms
+        self.clock_offset_ms = 0
+        self.order_lookup_delay_s = 0.0
+        self.url = ""
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._calls: list[tuple[str, str]] = []
+        self._faults: list[Fault] = []
+        self._symbols: dict[str, Symbol] = {}
+        self._balances: dict[str, Balance] = {}
+        self._orders: list[Order] = []
+        self._lists: list[OrderList] = []
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        self._routes: dict[tuple[str, str], tuple[Callable[[Params], Any], bool]] = {
+            ("GET", "/api/v3/ping"): (self._ping, False),
+            ("GET", "/api/v3/time"): (self._time, False),
+            ("GET", "/api/v3/exchangeInfo"): (self._exchange_info, False),
+            ("GET", "/api/v3/ticker/price"): (self._ticker_price, False),
+            ("GET", "/api/v3/account"): (self._account, True),
+            ("POST", "/api/v3/order"): (self._new_order, True),
+            ("POST", "/api/v3/order/test"): (self._test_order, True),
+            ("GET", "/api/v3/order"): (self._query_order, True),
+            ("DELETE", "/api/v3/order"): (self._cancel_order, True),
+            ("GET", "/api/v3/openOrders"): (self._open_orders, True),
+            ("POST", "/api/v3/orderList/oco"): (self._new_oco, True),
+            ("GET", "/api/v3/orderList"): (self._query_order_list, True),
+            ("DELETE", "/api/v3/orderList"): (self._cancel_order_list, True),
+        }
+        self._add_default_markets()
+
+    def _add_default_markets(self) -> None:
+        self.add_symbol("BTCUSDT", "BTC", "USDT", step="0.00001", min_qty="0.00001", tick="0.01")
+        self.add_symbol("ETHUSDT", "ETH", "USDT", step="0.0001", min_qty="0.0001", tick="0.01")
+        self.add_symbol("BNBUSDT", "BNB", "USDT", step="0.001", min_qty="0.001", tick="0.1",
+                        legacy_min_notional=True)
+        self.add_symbol("LUNAUSDT", "LUNA", "USDT", step="0.01", min_qty="0.01", tick="0.0001", status="BREAK")
+        for symbol, price in (("BTCUSDT", "50000"), ("ETHUSDT", "3000"), ("BNBUSDT", "600"),
+                              ("LUNAUSDT", "0.5")):
+            self.set_price(symbol, price)
+        for asset, free in (("USDT", "10000"), ("BTC", "0"), ("ETH", "0"), ("BNB", "0")):
+            self.set_balance(asset, free)
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeBinance:
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-binance", daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api"
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: new connections are refused; a request arriving on a connection kept
+        alive from before, or held by `hang` or latency, gets no reply and is not executed."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeBinance:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ----- market state ----------------------------------------------------------------------
+
+    def add_symbol(self, symbol: str, base: str, quote: str, *, step: Number = "0.00001",
+                   min_qty: Number = "0.00001", max_qty: Number = "9000", tick: Number = "0.01",
+                   min_notional: Number = "5", legacy_min_notional: bool = False,
+                   status: str = "TRADING") -> None:
+        """A new market, without a price until `set_price`."""
+        with self._lock:
+            self._symbols[symbol] = Symbol(
+                name=symbol, base=base, quote=quote, step=to_decimal(step), min_qty=to_decimal(min_qty),
+                max_qty=to_decimal(max_qty), tick=to_decimal(tick), min_notional=to_decimal(min_notional),
+                legacy_min_notional=legacy_min_notional, status=status)
+
+    def set_price(self, symbol: str, price: Number) -> None:
+        """Set the last price; resting orders it crosses fill (or trigger) now."""
+        with self._lock:
+            market = self._symbols[symbol]
+            market.price = to_decimal(price)
+            self._match(market)
+
+    def set_balance(self, asset: str, free: Number) -> None:
+        with self._lock:
+            self._balance(asset).free = to_decimal(free)
+
+    def balance(self, asset: str) -> Decimal:
+        """The free balance."""
+        with self._lock:
+            return self._balance(asset).free
+
+    def locked(self, asset: str) -> Decimal:
+        """The balance locked by open orders."""
+        with self._lock:
+            return self._balance(asset).locked
+
+    @property
+    def orders(self) -> list[Json]:
+        """Every accepted order, oldest first, as GET /api/v3/order shows it plus its `fills`."""
+        with self._lock:
+            return [order.query_json() | {"fills": list(order.fills)} for order in self._orders]
+
+    # ----- call counting ---------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        """(METHOD, path) of every request received, in order."""
+        with self._lock:
+            return list(self._calls)
+
+    def count(self, path: str | None = None, method: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for call_method, call_path in self._calls
+                       if (path is None or call_path == path) and (method is None or call_method == method))
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    # ----- faults ----------------------------------------------------------------------------
+
+    def inject(self, method: str, path: str, *, status: int, code: int | None = None, msg: str = "",
+               headers: dict[str, str] | None = None, after_execute: bool = False, times: int = 1) -> None:
+        """The next `times` matching requests get this answer: {"code", "msg"} as JSON, or `msg`
+        as plain text when `code` is None. With after_execute the request is carried out first."""
+        if code is None:
+            reply = Reply(status, msg.encode(), {"Content-Type": "text/plain", **(headers or {})})
+        else:
+            reply = Reply.json(status, {"code": code, "msg": msg}, headers)
+        self._add_fault(Fault(method, path, after_execute, times, reply=reply))
+
+    def hang(self, method: str, path: str, *, seconds: float, after_execute: bool = False,
+             times: int = 1) -> None:
+        """The next matching requests wait `seconds`. Without after_execute the request is then
+        dropped unexecuted; with it, it is carried out at once and its real reply sent late."""
+        self._add_fault(Fault(method, path, after_execute, times, hang_seconds=seconds))
+
+    def drop(self, method: str, path: str, *, after_execute: bool = False, times: int = 1) -> None:
+        """The next matching requests get their connection closed without any reply."""
+        self._add_fault(Fault(method, path, after_execute, times))
+
+    def _add_fault(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.method == method and fault.path == path:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    # ----- HTTP ------------------------------------------------------------------------------
+
+    def _serve(self, handler: _Handler) -> None:
+        if self._stopping.is_set():  # stopped: the exchange is gone
+            handler.close_connection = True
+            return
+        url = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length).decode() if length else ""
+        with self._lock:
+            self._calls.append((handler.command, url.path))
+            fault = self._take_fault(handler.command, url.path)
+        if fault is not None and not fault.after_execute:
+            self._answer_fault(handler, fault, None)
+            return
+        reply = self._dispatch(handler.command, url.path, url.query, body, handler.headers.get("X-MBX-APIKEY"))
+        if fault is None:
+            self._send(handler, reply)
+        else:
+            self._answer_fault(handler, fault, reply)
+
+    def _answer_fault(self, handler: _Handler, fault: Fault, reply: Reply | None) -> None:
+        """`reply` is the real answer when the request was executed first, else None."""
+        if fault.reply is not None:
+            self._send(handler, fault.reply)
+            return
+        if fault.hang_seconds is not None:
+            stopped = self._stopping.wait(fault.hang_seconds)
+            if reply is not None and not stopped:
+                self._send(handler, reply)
+                return
+        handler.close_connection = True  # no reply at all
+
+    def _send(self, handler: _Handler, reply: Reply) -> None:
+        if self._stopping.wait(self.latency_ms / 1000):
+            handler.close_connection = True
+            return
+        try:
+            handler.send_response(reply.status)
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.send_header("Content-Length", str(len(reply.body)))
+            handler.end_headers()
+            handler.wfile.write(reply.body)
+        except OSError:  # the client gave up (e.g. its timeout) before the answer
+            handler.close_connection = True
+
+    def _dispatch(self, method: str, path: str, query: str, body: str, api_key: str | None) -> Reply:
+        route = self._routes.get((method, path))
+        if route is None:
+            return Reply(404, b"", {"Content-Type": "text/html"})
+        endpoint, signed = route
+        try:
+            with self._lock:
+                params = Params(query, body)
+                if signed:
+                    self._authenticate(params, api_key, query, body)
+                return Reply.json(200, endpoint(params))
+        except ApiError as error:
+            return Reply.json(error.status, {"code": error.code, "msg": error.msg})
+
+    def _authenticate(self, params: Params, api_key: str | None, query: str, body: str) -> None:
+        """Binance's checks for SIGNED endpoints, in its order: key, timestamp, signature."""
+        if not api_key:
+            raise ApiError(401, -2014, "API-key format invalid.")
+        if not hmac.compare_digest(api_key.encode(), self.api_key.encode()):
+            raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        timestamp = params.integer("timestamp", required=True)
+        window = params.integer("recvWindow")
+        window = DEFAULT_RECV_WINDOW if window is None else window
+        if window > MAX_RECV_WINDOW:
+            raise bad_request(-1102, f"'recvWindow' contains unexpected value. Cannot be greater than "
+                                     f"'{MAX_RECV_WINDOW}'.")
+        now = self._now_ms()
+        if timestamp >= now + 1000:
+            raise bad_request(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if now - timestamp > window:
+            raise bad_request(-1021, "Timestamp for this request is outside of the recvWindow.")
+        signature = params.text("signature", required=True) or ""
+        total_params = without_signature(query) + without_signature(body)
+        expected = hmac.new(self.api_secret.encode(), total_params.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature.lower().encode(), expected.encode()):
+            raise bad_request(-1022, "Signature for this request is not valid.")
+
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000) + self.clock_offset_ms
+
+    # ----- public endpoints ------------------------------------------------------------------
+
+    def _ping(self, params: Params) -> Json:
+        params.allow(set())
+        return {}
+
+    def _time(self, params: Params) -> Json:
+        params.allow(set())
+        return {"serverTime": self._now_ms()}
+
+    def _exchange_info(self, params: Params) -> Json:
+        params.allow({"symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus"})
+        return {"timezone": "UTC", "serverTime": self._now_ms(), "rateLimits": [], "exchangeFilters": [],
+                "symbols": [market.info() for market in self._requested_symbols(params)]}
+
+    def _ticker_price(self, params: Params) -> Json | list[Json]:
+        params.allow({"symbol", "symbols", "symbolStatus"})
+        if params.has("symbol"):
+            market = self._symbol(params)
+            return {"symbol": market.name, "price": fmt(self._last_price(market))}
+        return [{"symbol": market.name, "price": fmt(market.price)}
+                for market in self._requested_symbols(params) if market.price is not None]
+
+    def _requested_symbols(self, params: Params) -> list[Symbol]:
+        """`symbol=X`, `symbols=["X","Y"]`, or every symbol."""
+        if params.has("symbol"):
+            return [self._symbol(params)]
+        raw = params.text("symbols", pattern=SYMBOLS_PATTERN)
+        if raw is None:
+            return list(self._symbols.values())
+        names = json.loads(raw)
+        if any(name not in self._symbols for name in names):
+            raise bad_request(-1121, "Invalid symbol.")
+        return [self._symbols[name] for name in names]
+
+    def _symbol(self, params: Params, name: str = "symbol") -> Symbol:
+        value = params.text(name, required=True, pattern=SYMBOL_PATTERN) or ""
+        if value not in self._symbols:
+            raise bad_request(-1121, "Invalid symbol.")
+        return self._symbols[value]
+
+    @staticmethod
+    def _last_price(market: Symbol) -> Decimal:
+        if market.price is None:
+            raise bad_request(-1000, f"fake_binance has no price for {market.name}: call set_price() first.")
+        return market.price
+
+    # ----- account ---------------------------------------------------------------------------
+
+    def _account(self, params: Params) -> Json:
+        params.allow({"omitZeroBalances"})
+        omit_zero = params.text("omitZeroBalances") == "true"
+        balances = [{"asset": asset, "free": fmt(b.free), "locked": fmt(b.locked)}
+                    for asset, b in self._balances.items() if not (omit_zero and not b.free and not b.locked)]
+        return {"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+                "commissionRates": {"maker": fmt(COMMISSION_RATE), "taker": fmt(COMMISSION_RATE),
+                                    "buyer": fmt(ZERO), "seller": fmt(ZERO)},
+                "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
+                "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self._now_ms(),
+                "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": 354937868}
+
+    def _balance(self, asset: str) -> Balance:
+        return self._balances.setdefault(asset, Balance())
+
+    def _hold(self, asset: str, amount: Decimal) -> Hold:
+        balance = self._balance(asset)
+        balance.free -= amount
+        balance.locked += amount
+        return Hold(asset, amount)
+
+    def _release(self, hold: Hold) -> None:
+        balance = self._balance(hold.asset)
+        balance.locked -= hold.amount
+        balance.free += hold.amount
+        hold.amount = ZERO
+
+    def _require_funds(self, asset: str, amount: Decimal) -> None:
+        if self._balance(asset).free < amount:
+            raise rejected(INSUFFICIENT_BALANCE)
+
+    # ----- new orders ------------------------------------------------------------------------
+
+    def _new_order(self, params: Params) -> Json:
+        request = self._parse_order(params)
+        self._require_unique(request.symbol, [request.client_id])
+        order = self._place(request)
+        return order.reply_json(request.response_type)
+
+    def _test_order(self, params: Params) -> Json:
+        """POST /api/v3/order/test: validated like a real order, never placed."""
+        self._parse_order(params)
+        return {}
+
+    def _parse_order(self, params: Params) -> OrderRequest:
+        params.allow(ORDER_PARAMS)
+        market = self._symbol(params)
+        side = params.choice("side", SIDES, bad_request(-1117, "Invalid side.")) or ""
+        order_type = params.choice("type", ORDER_TYPES, bad_request(-1116, "Invalid orderType.")) or ""
+        if order_type not in ORDER_TYPE_RULES:
+            raise unsupported(f"{order_type} orders")
+        if params.has("icebergQty") or params.has("trailingDelta"):
+            raise unsupported("icebergQty or trailingDelta")
+        quantity = params.decimal("quantity")
+        quote_quantity = params.decimal("quoteOrderQty")
+        price = params.decimal("price")
+        stop_price = params.decimal("stopPrice")
+        client_id = params.text("newClientOrderId", pattern=CLIENT_ID_PATTERN)
+        time_in_force = params.choice("timeInForce", TIME_IN_FORCE, bad_request(-1115, "Invalid timeInForce."),
+                                      required=False)
+        response_type = params.choice("newOrderRespType", RESPONSE_TYPES, bad_request(
+            -1130, "Data sent for parameter 'newOrderRespType' is not valid."), required=False)
+        required, not_allowed = ORDER_TYPE_RULES[order_type]
+        for name in required:
+            params.text(name, required=True)
+        params.forbid(not_allowed)
+        if order_type == "MARKET":
+            params.one_of("quantity", "quoteOrderQty")
+            if quantity is not None:
+                params.forbid(["quoteOrderQty"])
+        if time_in_force is not None and order_type in ("MARKET", "LIMIT_MAKER"):
+            raise bad_request(-1114, "TimeInForce parameter sent when not required.")
+        self._check_trading(market)
+        for name in ("quantity", "quoteOrderQty", "price", "stopPrice"):
+            self._check_precision(params, name)
+        last = self._last_price(market)
+        if quote_quantity is not None:
+            market.check_notional(quote_quantity, market=True)
+            quantity = market.floor_to_step(quote_quantity / last)
+        request = OrderRequest(symbol=market, side=side, type=order_type, quantity=quantity or ZERO,
+                               price=price or ZERO, stop_price=stop_price or ZERO, quote_quantity=quote_quantity,
+                               time_in_force=time_in_force or "GTC", client_id=client_id,
+                               response_type=response_type or "FULL")
+        self._check_filters(request, last)
+        return request
+
+    @staticmethod
+    def _check_trading(market: Symbol) -> None:
+        if market.status != "TRADING":
+            raise rejected("Market is closed.")
+
+    @staticmethod
+    def _check_precision(params: Params, name: str) -> None:
+        value = params.decimal(name)
+        if value is not None and decimal_places(value) > 8:
+            raise bad_request(-1111, f"Parameter '{name}' has too much precision.")
+
+    @staticmethod
+    def _check_filters(request: OrderRequest, last: Decimal) -> None:
+        market = request.symbol
+        for price in (request.price, request.stop_price):
+            if price:
+                market.check_price(price)
+        market.check_quantity(request.quantity)
+        if request.quote_quantity is None:
+            reference = last if request.type == "MARKET" else request.price
+            market.check_notional(request.quantity * reference, market=request.type == "MARKET")
+        if request.type == "LIMIT_MAKER" and marketable(request.side, request.price, last):
+            raise rejected("Order would immediately match and take.")
+        if request.type == "STOP_LOSS_LIMIT" and stop_reached(request.side, request.stop_price, last):
+            raise rejected("Order would trigger immediately.")
+
+    def _require_unique(self, market: Symbol, client_ids: list[str | None]) -> None:
+        """A client order id must not be used by an open order (nor twice in one request)."""
+        given = [client_id for client_id in client_ids if client_id is not None]
+        open_ids = {order.client_id for order in self._orders if order.symbol == market.name and order.is_open}
+        if len(set(given)) < len(given) or open_ids.intersection(given):
+            raise rejected("Duplicate order sent.")
+
+    def _funds_needed(self, request: OrderRequest, last: Decimal) -> tuple[str, Decimal]:
+        market = request.symbol
+        if request.side == "SELL":
+            return market.base, request.quantity
+        if request.quote_quantity is not None:
+            return market.quote, request.quote_quantity
+        price = last if request.type == "MARKET" else request.price
+        return market.quote, request.quantity * price
+
+    def _place(self, request: OrderRequest) -> Order:
+        last = self._last_price(request.symbol)
+        asset, amount = self._funds_needed(request, last)
+        self._require_funds(asset, amount)
+        order = self._create(request)
+        if request.type == "MARKET" or (request.type == "LIMIT" and marketable(order.side, order.price, last)):
+            self._fill(order, last)
+        elif request.type == "LIMIT" and order.time_in_force != "GTC":
+            self._close(order, "EXPIRED")
+        else:
+            order.hold = self._hold(asset, amount)
+        return order
+
+    def _create(self, request: OrderRequest, list_id: int = -1) -> Order:
+        now = self._now_ms()
+        quote_quantity = request.quote_quantity or ZERO
+        order = Order(symbol=request.symbol.name, order_id=self._next_order_id,
+                      client_id=request.client_id or random_client_id(), side=request.side, type=request.type,
+                      time_in_force=request.time_in_force, quantity=request.quantity, price=request.price,
+                      stop_price=request.stop_price, quote_quantity=quote_quantity, time=now,
+                      working_time=-1 if request.type == "STOP_LOSS_LIMIT" else now, list_id=list_id,
+                      update_time=now)
+        self._next_order_id += 1
+        self._orders.append(order)
+        return order
+
+    # ----- matching --------------------------------------------------------------------------
+
+    def _match(self, market: Symbol) -> None:
+        """Fill or trigger the open orders of `market` that its new last price crosses."""
+        last = self._last_price(market)
+        for order in [o for o in self._orders if o.symbol == market.name and o.is_open]:
+            if not order.is_open:  # closed meanwhile as the other leg of an OCO
+                continue
+            if not order.is_working:
+                if stop_reached(order.side, order.stop_price, last):
+                    self._trigger(order, last)
+            elif marketable(order.side, order.price, last):
+                self._fill(order, order.price)
+
+    def _trigger(self, order: Order, last: Decimal) -> None:
+        """A stop-limit order whose stop was reached becomes a limit order: it trades now (as a
+        taker, at the last price) if its limit allows, else it rests, or expires unless GTC."""
+        order.working_time = order.update_time = self._now_ms()
+        self._expire_other_legs(order)
+        if marketable(order.side, order.price, last):
+            self._fill(order, last)
+        elif order.time_in_force != "GTC":
+            self._close(order, "EXPIRED")
+
+    def _fill(self, order: Order, price: Decimal) -> None:
+        if order.hold is not None:
+            self._release(order.hold)
+        market = self._symbols[order.symbol]
+        order.fills.append(self._settle(market, order.side, order.quantity, price))
+        order.executed = order.quantity
+        order.cumulative_quote = order.quantity * price
+        order.status = "FILLED"
+        order.update_time = self._now_ms()
+        self._expire_other_legs(order)
+
+    def _settle(self, market: Symbol, side: str, quantity: Decimal, price: Decimal) -> Json:
+        """Move balances for one trade; the commission is taken from what is received."""
+        quote_amount = quantity * price
+        if side == "BUY":
+            self._balance(market.quote).free -= quote_amount
+            received, received_asset = quantity, market.base
+        else:
+            self._balance(market.base).free -= quantity
+            received, received_asset = quote_amount, market.quote
+        commission = (received * COMMISSION_RATE).quantize(_EIGHT_PLACES, ROUND_HALF_UP)
+        self._balance(received_asset).free += received - commission
+        trade_id = self._next_trade_id
+        self._next_trade_id += 1
+        return {"price": fmt(price), "qty": fmt(quantity), "commission": fmt(commission),
+                "commissionAsset": received_asset, "tradeId": trade_id}
+
+    def _close(self, order: Order, status: str) -> None:
+        order.status = status
+        order.update_time = self._now_ms()
+        if order.hold is not None:
+            self._release(order.hold)
+
+    def _expire_other_legs(self, order: Order) -> None:
+        """When one leg of an OCO fills or triggers, Binance expires the other. The shared hold
+        stays with the leg that is still working."""
+        order_list = self._order_list_of(order)
+        for leg in order_list.legs if order_list else []:
+            if leg is not order and leg.is_open:
+                leg.status = "EXPIRED"
+                leg.update_time = self._now_ms()
+
+    # ----- queries and cancels ---------------------------------------------------------------
+
+    def _query_order(self, params: Params) -> Json:
+        params.allow({"symbol", "orderId", "origClientOrderId"})
+        order = self._find_order(params, bad_request(-2013, "Order does not exist."))
+        if time.monotonic() - order.created < self.order_lookup_delay_s:
+            raise bad_request(-2013, "Order does not exist.")
+        return order.query_json()
+
+    def _cancel_order(self, params: Params) -> Json:
+        params.allow({"symbol", "orderId", "origClientOrderId", "newClientOrderId", "cancelRestrictions"})
+        unknown = unknown_order()
+        order = self._find_order(params, unknown)
+        if not order.is_open:
+            raise unknown
+        cancel_id = params.text("newClientOrderId", pattern=CLIENT_ID_PATTERN) or random_client_id()
+        order_list = self._order_list_of(order)
+        for leg in order_list.legs if order_list else [order]:
+            if leg.is_open:
+                self._close(leg, "CANCELED")
+        return order.cancel_json(cancel_id, self._now_ms())
+
+    def _find_order(self, params: Params, not_found: ApiError) -> Order:
+        """By orderId, else the newest order with origClientOrderId."""
+        market = self._symbol(params)
+        order_id = params.integer("orderId")
+        client_id = params.text("origClientOrderId")
+        params.one_of("origClientOrderId", "orderId")
+        matches = [order for order in self._orders if order.symbol == market.name
+                   and (order_id is None or order.order_id == order_id)
+                   and (client_id is None or order.client_id == client_id)]
+        if not matches:
+            raise not_found
+        return matches[-1]
+
+    def _open_orders(self, params: Params) -> list[Json]:
+        params.allow({"symbol"})
+        name = self._symbol(params).name if params.has("symbol") else None
+        return [order.query_json() for order in self._orders
+                if order.is_open and (name is None or order.symbol == name)]
+
+    # ----- OCO -------------------------------------------------------------------------------
+
+    def _new_oco(self, params: Params) -> Json:
+        above, below, list_client_id = self._parse_oco(params)
+        market = above.symbol
+        self._require_unique(market, [above.client_id, below.client_id])
+        if list_client_id in {ol.client_id for ol in self._lists if ol.symbol == market.name and ol.is_open}:
+            raise rejected("Duplicate order sent.")
+        self._require_funds(market.base, above.quantity)
+        order_list = OrderList(list_id=len(self._lists), client_id=list_client_id or random_client_id(),
+                               symbol=market.name, time=self._now_ms(), legs=[])
+        hold = self._hold(market.base, above.quantity)
+        for request in (below, above):  # Binance lists the stop leg first
+            leg = self._create(request, order_list.list_id)
+            leg.hold = hold
+            order_list.legs.append(leg)
+        self._lists.append(order_list)
+        reports = [leg.reply_json("RESULT") for leg in order_list.legs]
+        return order_list.json(order_list.time) | {"orderReports": reports}
+
+    def _parse_oco(self, params: Params) -> tuple[OrderRequest, OrderRequest, str | None]:
+        """SELL OCO: a LIMIT_MAKER take-profit above the price, a STOP_LOSS_LIMIT below."""
+        params.allow(OCO_PARAMS)
+        market = self._symbol(params)
+        side = params.choice("side", SIDES, bad_request(-1117, "Invalid side.")) or ""
+        quantity = params.decimal("quantity", required=True) or ZERO
+        invalid_type = bad_request(-1158, "Order type not supported in OCO.")
+        above_type = params.choice("aboveType", OCO_ABOVE_TYPES, invalid_type)
+        below_type = params.choice("belowType", OCO_BELOW_TYPES, invalid_type)
+        if side != "SELL" or above_type != "LIMIT_MAKER" or below_type != "STOP_LOSS_LIMIT":
+            raise unsupported("OCO orders other than SELL with LIMIT_MAKER above and STOP_LOSS_LIMIT below")
+        above_price = params.decimal("abovePrice", required=True) or ZERO
+        below_stop = params.decimal("belowStopPrice", required=True) or ZERO
+        below_price = params.decimal("belowPrice", required=True) or ZERO
+        below_tif = params.choice("belowTimeInForce", TIME_IN_FORCE, bad_request(-1115, "Invalid timeInForce."))
+        ids = [params.text(name, pattern=CLIENT_ID_PATTERN)
+               for name in ("listClientOrderId", "aboveClientOrderId", "belowClientOrderId")]
+        self._check_trading(market)
+        for name in ("quantity", "abovePrice", "belowStopPrice", "belowPrice"):
+            self._check_precision(params, name)
+        above = OrderRequest(symbol=market, side=side, type="LIMIT_MAKER", quantity=quantity, price=above_price,
+                             client_id=ids[1])
+        below = OrderRequest(symbol=market, side=side, type="STOP_LOSS_LIMIT", quantity=quantity,
+                             price=below_price, stop_price=below_stop, time_in_force=below_tif or "GTC",
+                             client_id=ids[2])
+        last = self._last_price(market)
+        if not above_price > last > below_stop:
+            raise rejected("The relationship of the prices for the orders is not correct.")
+        for request in (above, below):
+            self._check_filters(request, last)
+        return above, below, ids[0]
+
+    def _query_order_list(self, params: Params) -> Json:
+        params.allow({"orderListId", "origClientOrderId"})
+        order_list = self._find_order_list(params, "origClientOrderId", bad_request(-2013, "Order does not exist."))
+        return order_list.json(order_list.time)
+
+    def _cancel_order_list(self, params: Params) -> Json:
+        params.allow({"symbol", "orderListId", "listClientOrderId", "newClientOrderId"})
+        market = self._symbol(params)
+        unknown = unknown_order()
+        order_list = self._find_order_list(params, "listClientOrderId", unknown)
+        if order_list.symbol != market.name or not order_list.is_open:
+            raise unknown
+        now = self._now_ms()
+        for leg in order_list.legs:
+            if leg.is_open:
+                self._close(leg, "CANCELED")
+        reports = [leg.cancel_json(random_client_id(), now) for leg in order_list.legs]
+        return order_list.json(now) | {"orderReports": reports}
+
+    def _find_order_list(self, params: Params, client_id_param: str, not_found: ApiError) -> OrderList:
+        list_id = params.integer("orderListId")
+        client_id = params.text(client_id_param)
+        params.one_of("orderListId", client_id_param)
+        matches = [ol for ol in self._lists if (list_id is None or ol.list_id == list_id)
+                   and (client_id is None or ol.client_id == client_id)]
+        if not matches:
+            raise not_found
+        return matches[-1]
+
+    def _order_list_of(self, order: Order) -> OrderList | None:
+        return self._lists[order.list_id] if order.list_id != -1 else None
