@@ -1,0 +1,108 @@
+"""Settings are validated at start-up: bad ones stop the bot with one message naming each of them."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings
+from tests.conftest import SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings_error(**values: object) -> str:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_env_file=None, **values)
+    return str(raised.value)
+
+
+def test_defaults_are_paper_trading_with_the_documented_limits() -> None:
+    settings = load_settings(_env_file=None, webhook_secret_key="x")
+    assert settings.trading_mode == "paper"
+    assert settings.trade_amount_usdt == Decimal("10")
+    assert (settings.min_confidence, settings.min_balance_usdt, settings.max_risk_per_trade) == (50, 10, 10)
+    assert (settings.max_open_trades, settings.max_trades_per_day, settings.cooldown_seconds) == (3, 10, 300)
+    assert settings.paper_balance_usdt == Decimal("1000")
+    assert settings.quote_asset == "USDT" and settings.port == 8000
+    assert settings.logs_dir == Path("logs")
+
+
+def test_every_setting_is_documented_in_env_example_with_its_default() -> None:
+    example = (ROOT / ".env.example").read_text()
+    documented = dict(line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#"))
+    defaults = load_settings(_env_file=None, webhook_secret_key="x").model_dump()
+    for name, default in defaults.items():
+        assert name.upper() in documented, f"{name.upper()} missing from .env.example"
+        if documented[name.upper()]:
+            parsed = load_settings(_env_file=None, **({"webhook_secret_key": "x"} | {name: documented[name.upper()]}))
+            assert getattr(parsed, name) == default, f"{name.upper()}: .env.example disagrees with config.py"
+
+
+def test_missing_secret_is_refused() -> None:
+    assert "WEBHOOK_SECRET_KEY: is required" in settings_error()
+
+
+def test_short_secret_is_refused_outside_paper_mode() -> None:
+    message = settings_error(webhook_secret_key="short", trading_mode="testnet",
+                             binance_api_key="k", binance_api_secret="s")
+    assert "WEBHOOK_SECRET_KEY: must be at least 16 characters" in message
+    assert load_settings(_env_file=None, webhook_secret_key="short").is_paper
+
+
+@pytest.mark.parametrize("mode", ["testnet", "live"])
+def test_exchange_keys_are_required_for_testnet_and_live(mode: str) -> None:
+    message = settings_error(webhook_secret_key=SECRET, trading_mode=mode)
+    assert f"BINANCE_API_KEY: is required when TRADING_MODE={mode}" in message
+    assert f"BINANCE_API_SECRET: is required when TRADING_MODE={mode}" in message
+
+
+def test_one_message_names_every_bad_setting() -> None:
+    message = settings_error(webhook_secret_key=SECRET, trading_mode="moon", trade_amount_usdt="-5",
+                             min_confidence="lots", max_open_trades="-1", cooldown_seconds="1.5",
+                             max_risk_per_trade="nan", paper_balance_usdt="inf", min_balance_usdt="abc")
+    for name in ["TRADING_MODE", "TRADE_AMOUNT_USDT", "MIN_CONFIDENCE", "MAX_OPEN_TRADES",
+                 "COOLDOWN_SECONDS", "MAX_RISK_PER_TRADE", "PAPER_BALANCE_USDT", "MIN_BALANCE_USDT"]:
+        assert f"{name}:" in message
+
+
+def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET_KEY", SECRET)
+    monkeypatch.setenv("TRADING_MODE", "TESTNET")
+    monkeypatch.setenv("BINANCE_API_KEY", "key")
+    monkeypatch.setenv("BINANCE_API_SECRET", "secret")
+    monkeypatch.setenv("MAX_OPEN_TRADES", "7")
+    settings = load_settings(_env_file=None)
+    assert settings.trading_mode == "testnet" and settings.max_open_trades == 7
+
+
+def test_values_come_from_a_dotenv_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"WEBHOOK_SECRET_KEY={SECRET}\nMIN_CONFIDENCE=65\n")
+    assert load_settings(_env_file=env_file).min_confidence == Decimal("65")
+
+
+def test_secret_values_never_appear_in_the_error() -> None:
+    message = settings_error(webhook_secret_key="tiny-secret", trading_mode="live",
+                             binance_api_key="AKIA-SHOULD-NOT-LEAK", binance_api_secret="")
+    assert "tiny-secret" not in message and "AKIA-SHOULD-NOT-LEAK" not in message
+
+
+def test_live_mode_warns_at_start_up(start_bot, fake, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        start_bot("live", fake)
+    assert "LIVE TRADING" in caplog.text
+
+
+def test_python_app_py_without_a_secret_exits_with_a_clear_message(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if k not in ("WEBHOOK_SECRET_KEY", "TRADING_MODE")}
+    run = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=environment,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "WEBHOOK_SECRET_KEY: is required" in run.stderr
+    assert "Traceback" not in run.stderr

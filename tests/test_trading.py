@@ -1,0 +1,157 @@
+"""Orders: paper and testnet round trips, exchange filters, exchange faults, and REST call counts."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+D = Decimal
+
+
+def filled(answer) -> dict:
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["decision"] == "ACCEPTED", result
+    assert result["trade"]["status"] == "FILLED", result
+    return result["trade"]
+
+
+def test_paper_round_trip_without_network(start_bot) -> None:
+    bot = start_bot("paper", paper_balance_usdt=1000)
+    buy = filled(bot.send(price="50000"))
+    assert D(buy["price"]) == D("50025")
+    assert D(buy["quantity"]) == D("0.0001999")
+    assert (D(buy["fee"]), buy["fee_asset"]) == (D("0.0000002"), "BTC")
+    sell = filled(bot.send(action="sell", price="51000"))
+    assert D(sell["quantity"]) == D("0.0001997")
+    assert D(sell["price"]) == D("50974.5")
+    cost, proceeds = D(buy["amount_usdt"]), D(sell["amount_usdt"]) - D(sell["fee"])
+    assert D(sell["realized_pnl"]) == proceeds - cost
+    assert D(bot.status()["balance"]) == D(1000) - cost + proceeds
+    assert [t["Status"] for t in bot.trades()] == ["FILLED", "FILLED"]
+
+
+def test_paper_buy_without_price_and_without_network_is_rejected(start_bot) -> None:
+    answer = start_bot("paper").send().json()
+    assert answer["decision"] == "REJECTED"
+    assert answer["reason"].startswith("no price for BTCUSDT")
+
+
+def test_paper_uses_the_public_ticker_when_the_signal_has_no_price(start_bot, fake) -> None:
+    fake.set_price("ETHUSDT", D("2000"))
+    trade = filled(start_bot("paper", fake).send(symbol="ETHUSDT"))
+    assert D(trade["price"]) == D("2001")
+    assert fake.count("/api/v3/order") == 0
+
+
+def test_testnet_round_trip_matches_the_exchange(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake)
+    buy = filled(bot.send(price="49000"))
+    [order] = fake.orders
+    assert (order["side"], order["type"], D(order["origQuoteOrderQty"])) == ("BUY", "MARKET", D(10))
+    assert buy["order_id"] == str(order["orderId"]) and buy["client_order_id"] == order["clientOrderId"]
+    assert D(buy["quantity"]) == D("0.0002") and D(buy["price"]) == D("50000")
+    held = fake.balance("BTC")
+    assert held == D("0.0002") - D(buy["fee"])
+    fake.set_price("BTCUSDT", D("52000"))
+    sell = filled(bot.send(action="sell"))
+    sold = D(sell["quantity"])
+    assert sold == D("0.00019") and sold <= held
+    assert fake.balance("BTC") == held - sold
+    proceeds = D(sell["amount_usdt"]) - D(sell["fee"])
+    assert fake.balance("USDT") == D(10000) - D(buy["amount_usdt"]) + proceeds
+    assert D(sell["realized_pnl"]) == proceeds - D(buy["amount_usdt"])
+    rows = bot.trades()
+    assert [r["OrderID"] for r in rows] == [str(o["orderId"]) for o in fake.orders]
+    assert D(bot.status()["balance"]) == fake.balance("USDT")
+
+
+@pytest.mark.parametrize("symbol, amount", [("BTCUSDT", "4.99"), ("BNBUSDT", "4")])
+def test_buy_below_minimum_notional_is_rejected_before_sending(start_bot, fake, symbol, amount) -> None:
+    bot = start_bot("testnet", fake)
+    answer = bot.send(symbol=symbol, amount_usdt=amount).json()
+    assert answer["decision"] == "REJECTED"
+    assert "below Binance's minimum order (NOTIONAL 5)" in answer["reason"]
+    assert fake.count("/api/v3/order") == 0
+    assert bot.status()["open_trades"] == 0
+
+
+def test_sell_below_minimum_notional_is_rejected_and_the_position_stays(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, trade_amount_usdt=6)
+    filled(bot.send())
+    fake.set_price("BTCUSDT", D("25000"))
+    answer = bot.send(action="sell").json()
+    assert answer["decision"] == "REJECTED" and "NOTIONAL 5" in answer["reason"]
+    assert fake.count("/api/v3/order", "POST") == 1
+    assert "BTCUSDT" in bot.status()["positions"]
+
+
+def test_sell_quantity_is_rounded_down_to_the_step_and_capped_by_the_free_balance(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, trade_amount_usdt=10)
+    filled(bot.send(symbol="ETHUSDT"))
+    fake.set_balance("ETH", D("0.0021"))
+    sell = filled(bot.send(symbol="ETHUSDT", action="sell"))
+    assert D(sell["quantity"]) == D("0.0021")
+    assert fake.orders[-1]["origQty"].rstrip("0").rstrip(".") == "0.0021"
+
+
+def test_rejection_by_the_exchange_is_a_failed_trade_with_code_and_message(start_bot, fake) -> None:
+    fake.set_balance("USDT", D("8"))
+    bot = start_bot("testnet", fake, min_balance_usdt=5)
+    answer = bot.send().json()
+    assert answer["decision"] == "ACCEPTED"
+    assert answer["trade"]["status"] == "FAILED"
+    assert "-2010 Account has insufficient balance for requested action." in answer["reason"]
+    [row] = bot.trades()
+    assert row["Status"] == "FAILED" and "-2010" in row["Reason"]
+    assert bot.http.get("/health").status_code == 200
+
+
+def test_rate_limit_fails_the_trade_and_the_bot_waits_before_calling_again(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, cooldown_seconds=0)
+    bot.status()
+    fake.inject("POST", "/api/v3/order", status=429, code=-1003, msg="Too much request weight used.",
+                headers={"Retry-After": "30"})
+    first = bot.send().json()
+    assert first["trade"]["status"] == "FAILED" and "rate limited (429): retry after 30s" in first["reason"]
+    calls = fake.count()
+    second = bot.send().json()
+    assert second["trade"]["status"] == "FAILED" and "waiting" in second["reason"]
+    assert fake.count() == calls
+
+
+def test_unclear_answer_is_resolved_by_looking_the_order_up(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake)
+    bot.status()
+    fake.inject("POST", "/api/v3/order", status=503, msg="Service Unavailable", after_execute=True)
+    trade = filled(bot.send())
+    assert len(fake.orders) == 1 and trade["order_id"] == str(fake.orders[0]["orderId"])
+    assert fake.count("/api/v3/order", "POST") == 1
+    assert fake.count("/api/v3/order", "GET") >= 1
+
+
+def test_exchange_down_rejects_signals_with_the_reason(start_bot) -> None:
+    bot = start_bot("testnet")
+    assert bot.http.get("/health").status_code == 200
+    answer = bot.send().json()
+    assert answer["decision"] == "REJECTED"
+    assert answer["reason"] == "cannot check the symbol with Binance: Binance is unreachable (could not connect)"
+
+
+def test_exchange_gone_mid_order_is_unknown_and_keeps_the_slot(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, max_open_trades=1)
+    bot.status()
+    fake.stop()
+    answer = bot.send().json()
+    assert answer["trade"]["status"] == "UNKNOWN"
+    assert "check the order history on Binance" in answer["reason"]
+    assert bot.status()["open_trades"] == 1
+    assert bot.trades()[-1]["Status"] == "UNKNOWN"
+
+
+def test_steady_state_buy_costs_one_rest_call(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, cooldown_seconds=0)
+    filled(bot.send())
+    fake.reset_counts()
+    filled(bot.send(symbol="ETHUSDT"))
+    assert fake.calls == [("POST", "/api/v3/order")]
