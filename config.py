@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_trades_per_day: Count = 10
     cooldown_seconds: Count = 300
     paper_balance_usdt: Money = Decimal("1000")
+    max_signal_age_seconds: Count = 60
+    binance_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5
+    reconcile_interval_seconds: Annotated[float, Field(gt=0)] = 30
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     host: str = "0.0.0.0"
 
@@ -85,6 +88,10 @@ class Settings(BaseSettings):
     @property
     def trades_csv(self) -> Path:
         return self.logs_dir / "trades.csv"
+
+    @property
+    def intents_csv(self) -> Path:
+        return self.logs_dir / "intents.csv"
 
 
 def describe_error(error: dict) -> str:

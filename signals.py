@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -34,6 +35,7 @@ class Signal:
     price: Decimal | None = None
     amount_usdt: Decimal | None = None
     alert_id: str | None = None
+    time: datetime | None = None
 
     @property
     def is_entry(self) -> bool:
@@ -41,8 +43,7 @@ class Signal:
 
     def as_dict(self) -> dict[str, str | None]:
         """The normalised signal for the JSON answer (no secret, money as plain strings)."""
-        return {name: format(value, "f") if isinstance(value, Decimal) else value
-                for name, value in self.__dict__.items()}
+        return {name: _answer_value(value) for name, value in self.__dict__.items()}
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def parse_signal(payload: dict[str, Any], quote_asset: str) -> Signal:
         price=_number(payload, "price", low=Decimal(0), exclusive_low=True),
         amount_usdt=_number(payload, "amount_usdt", low=Decimal(0), exclusive_low=True),
         alert_id=_alert_id(payload.get("alert_id")),
+        time=_time(payload.get("time")),
     )
 
 
@@ -80,6 +82,27 @@ def symbol_candidates(raw: str, quote_asset: str) -> list[str]:
     if not symbol.endswith(quote_asset):
         candidates.append(symbol + quote_asset)
     return candidates
+
+
+def _answer_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _time(value: Any) -> datetime | None:
+    """TradingView's `{{timenow}}`, e.g. `2026-11-22T09:56:00Z`; a time without zone is UTC."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidSignal("time", "must be an ISO 8601 UTC time like 2026-11-22T09:56:00Z")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidSignal("time", "must be an ISO 8601 UTC time like 2026-11-22T09:56:00Z") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def _reject_constant(name: str) -> None:
