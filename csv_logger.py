@@ -1,12 +1,16 @@
 """The journal: append-only CSV files that open cleanly in Excel and are the bot's memory.
 
 `signals.csv` has one row per authenticated signal decision, `trades.csv` one row per order
-attempt (failures included). UTF-8 with BOM, UTC times as `YYYY-MM-DD HH:MM:SS`, plain decimals.
-Text that came from a request is neutralised so a spreadsheet never runs it as a formula.
+attempt (failures included), `intents.csv` one row per order about to be sent (written and synced
+to disk first, so a crash can never hide an order). UTF-8 with BOM, UTC times as
+`YYYY-MM-DD HH:MM:SS`, plain decimals. Text that came from a request is neutralised so a
+spreadsheet never runs it as a formula. A file that cannot be written (disk full, locked by
+Excel) keeps its rows in memory and writes them when it can.
 """
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import logging
 import os
@@ -14,7 +18,7 @@ import threading
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import IO, Iterator, Mapping
 
 from money import plain
 
@@ -25,6 +29,7 @@ SIGNAL_FIELDS = ["DateTime", "TradingPair", "Action", "Strategy", "TimeFrame", "
 TRADE_FIELDS = ["DateTime", "TradingPair", "Action", "TradeAmount", "Price", "OrderID", "Status",
                 "Quantity", "NetQuantity", "Fee", "FeeAsset", "ClientOrderID", "Mode", "Reason",
                 "RealizedPnL", "EntryPrice"]
+INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUSDT", "Quantity", "AlertID", "Mode"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CELL_LENGTH = 300
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -65,6 +70,10 @@ def parse_decimal(text: str) -> Decimal:
         return Decimal(0)
 
 
+class JournalInUse(Exception):
+    """Another bot process already writes this journal."""
+
+
 class CsvFile:
     """One CSV file: header written once, rows appended whole under a lock, flushed to disk."""
 
@@ -74,21 +83,44 @@ class CsvFile:
         self.durable = durable
         self._lock = threading.Lock()
         self._tail_checked = False
+        self._backlog: list[str] = []
 
     def append(self, row: Mapping[str, Cell]) -> None:
+        """Write the row; if the file cannot be written now, keep it (and later ones) for the next try."""
         line = self._encode([format_cell(row.get(name)) for name in self.fields])
         with self._lock:
+            self._backlog.append(line)
+            self._write_backlog()
+
+    def retry_backlog(self) -> None:
+        with self._lock:
+            if self._backlog:
+                self._write_backlog()
+
+    @property
+    def unwritten(self) -> int:
+        return len(self._backlog)
+
+    def _write_backlog(self) -> None:
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            text = "".join(self._backlog)
             if not self._tail_checked:
-                line = self._line_break_after_crash() + line
-                self._tail_checked = True
+                text = self._line_break_after_crash() + text
             with open(self.path, "a", encoding="utf-8", newline="") as handle:
                 if handle.tell() == 0:
-                    handle.write(BOM + self._encode(self.fields))
-                handle.write(line)
+                    text = BOM + self._encode(self.fields) + text.lstrip("\r\n")
+                handle.write(text)
                 handle.flush()
                 if self.durable:
                     os.fsync(handle.fileno())
+        except OSError as error:
+            self._tail_checked = False
+            log.warning("%s cannot be written (%s): %d row(s) kept in memory, retried on the next write",
+                        self.path.name, error.strerror or type(error).__name__, len(self._backlog))
+            return
+        self._backlog.clear()
+        self._tail_checked = True
 
     def rows(self) -> Iterator[dict[str, str]]:
         """The rows written so far; a half-written last line (from a crash) is reported and skipped."""
@@ -100,6 +132,9 @@ class CsvFile:
         if partial:
             log.warning("%s: ignoring an incomplete last line (the bot was stopped mid-write)", self.path.name)
         for row in csv.DictReader(io.StringIO(complete + "\n" if complete else "")):
+            if None in row.values() or None in row:
+                log.warning("%s: ignoring an incomplete row from %s", self.path.name, row.get("DateTime"))
+                continue
             yield row
 
     def _line_break_after_crash(self) -> str:
@@ -121,6 +156,7 @@ class Journal:
     def __init__(self, logs_dir: Path) -> None:
         self.signals = CsvFile(logs_dir / "signals.csv", SIGNAL_FIELDS, durable=False)
         self.trades = CsvFile(logs_dir / "trades.csv", TRADE_FIELDS, durable=True)
+        self.intents = CsvFile(logs_dir / "intents.csv", INTENT_FIELDS, durable=True)
 
     def record_signal(self, row: Mapping[str, Cell]) -> None:
         self.signals.append(row)
@@ -128,5 +164,37 @@ class Journal:
     def record_trade(self, row: Mapping[str, Cell]) -> None:
         self.trades.append(row)
 
-    def trade_rows(self) -> Iterator[dict[str, str]]:
-        return self.trades.rows()
+    def record_intent(self, row: Mapping[str, Cell]) -> None:
+        self.intents.append(row)
+
+    def retry_backlogs(self) -> None:
+        for file in (self.intents, self.trades, self.signals):
+            file.retry_backlog()
+
+    @property
+    def unwritten_rows(self) -> int:
+        return self.intents.unwritten + self.trades.unwritten + self.signals.unwritten
+
+
+class JournalLock:
+    """One bot per journal: a second process on the same LOGS_DIR would double every order."""
+
+    def __init__(self, logs_dir: Path) -> None:
+        self.path = logs_dir / ".bot.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise JournalInUse(f"another bot is already running with LOGS_DIR={self.path.parent}: "
+                               f"stop it first (two bots on one journal would double every order)") from None
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
