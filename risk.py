@@ -8,6 +8,7 @@ parallel signals can never overshoot a limit; a reservation is released if its o
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,6 +17,8 @@ from typing import Callable
 from config import Settings
 from money import PRICE_PLACES, plain
 from signals import Signal
+
+MAX_REMEMBERED_ALERTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class RiskState:
     trades_today: int = 0
     last_trade_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
     closing: set[str] = field(default_factory=set)
+    seen_alerts: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
+    paused: bool = False
 
     @property
     def open_trades(self) -> int:
@@ -71,6 +76,30 @@ class Ticket:
 
 
 Rule = Callable[[Proposal, RiskState, Settings], "Refusal | None"]
+
+
+def not_stale(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+    if p.signal.time is None or not limits.max_signal_age_seconds:
+        return None
+    age = (p.now - p.signal.time).total_seconds()
+    if age > limits.max_signal_age_seconds:
+        return Refusal("stale", f"stale alert: sent {int(age)}s ago, MAX_SIGNAL_AGE_SECONDS is "
+                                f"{limits.max_signal_age_seconds}")
+    return None
+
+
+def not_duplicate(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+    first_seen = state.seen_alerts.get(p.signal.alert_id or "")
+    if first_seen is not None:
+        return Refusal("duplicate", f"duplicate alert {p.signal.alert_id!r}: already handled at "
+                                    f"{first_seen:%Y-%m-%d %H:%M:%S} UTC")
+    return None
+
+
+def not_paused(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+    if state.paused:
+        return Refusal("paused", "trading paused: entries are refused until POST /resume (exits still work)")
+    return None
 
 
 def min_confidence(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
@@ -127,9 +156,9 @@ def has_open_position(p: Proposal, state: RiskState, limits: Settings) -> Refusa
     return None
 
 
-ENTRY_RULES: list[Rule] = [min_confidence, min_balance, max_risk_per_trade,
+ENTRY_RULES: list[Rule] = [not_stale, not_duplicate, not_paused, min_confidence, min_balance, max_risk_per_trade,
                            max_open_trades, max_trades_per_day, cooldown]
-EXIT_RULES: list[Rule] = [has_open_position, cooldown]
+EXIT_RULES: list[Rule] = [not_stale, not_duplicate, has_open_position, cooldown]
 
 
 def first_refusal(rules: list[Rule], proposal: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
@@ -155,18 +184,26 @@ class RiskEngine:
             self._roll_day(proposal.now)
             rules = ENTRY_RULES if signal.is_entry else EXIT_RULES
             refusal = first_refusal(rules, proposal, self.state, self.limits)
-            if refusal is not None:
-                return refusal
-            key = (signal.symbol, signal.action)
-            ticket = Ticket(signal, proposal.now, self.state.last_trade_at.get(key),
-                            None if signal.is_entry else self.state.positions[signal.symbol])
-            self.state.last_trade_at[key] = proposal.now
-            if signal.is_entry:
-                self.state.pending_entries += 1
-                self.state.trades_today += 1
-            else:
-                self.state.closing.add(signal.symbol)
+            if refusal is None or refusal.rule != "duplicate":
+                self._remember_alert(signal.alert_id, proposal.now)
+            return refusal or self._take_slot(signal, proposal.now)
+
+    def hold(self, signal: Signal, at: datetime) -> Ticket:
+        """Reserve a slot without checks: for an order found in flight at start-up."""
+        with self._lock:
+            self._remember_alert(signal.alert_id, at)
+            ticket = self._take_slot(signal, at)
+            if at.date() != self.state.day and signal.is_entry:
+                self.state.trades_today -= 1
             return ticket
+
+    def remember_alert(self, alert_id: str | None, at: datetime) -> None:
+        with self._lock:
+            self._remember_alert(alert_id, at)
+
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self.state.paused = paused
 
     def release(self, ticket: Ticket) -> None:
         """The order did not happen: give back the slot, the day's count and the cooldown."""
@@ -208,6 +245,7 @@ class RiskEngine:
         with self._lock:
             self._roll_day(now)
             return {
+                "paused": self.state.paused,
                 "open_trades": self.state.open_trades,
                 "trades_today": self.state.trades_today,
                 "positions": {s: {"quantity": plain(p.quantity), "cost": plain(p.cost),
@@ -215,6 +253,24 @@ class RiskEngine:
                                   "opened_at": p.opened_at.isoformat(timespec="seconds")}
                               for s, p in self.state.positions.items()},
             }
+
+    def _take_slot(self, signal: Signal, now: datetime) -> Ticket:
+        key = (signal.symbol, signal.action)
+        ticket = Ticket(signal, now, self.state.last_trade_at.get(key), self.state.positions.get(signal.symbol))
+        self.state.last_trade_at[key] = now
+        if signal.is_entry:
+            self.state.pending_entries += 1
+            self.state.trades_today += 1
+        else:
+            self.state.closing.add(signal.symbol)
+        return ticket
+
+    def _remember_alert(self, alert_id: str | None, at: datetime) -> None:
+        if not alert_id:
+            return
+        self.state.seen_alerts[alert_id] = at
+        if len(self.state.seen_alerts) > MAX_REMEMBERED_ALERTS:
+            self.state.seen_alerts.popitem(last=False)
 
     def _end_reservation(self, ticket: Ticket) -> None:
         if ticket.signal.is_entry:
