@@ -22,8 +22,7 @@ from config import Settings
 from money import PRICE_PLACES, floor_to_step, plain
 from signals import symbol_candidates
 
-REQUEST_TIMEOUT_SECONDS = 5
-MARKET_DATA_RETRY_SECONDS = 60
+MARKET_DATA_RETRY_SECONDS = 5
 LOOKUP_ATTEMPTS = 4
 LOOKUP_PAUSE_SECONDS = 0.4
 PAPER_FEE_RATE = Decimal("0.001")
@@ -154,16 +153,30 @@ class Fill:
         return self.quote_amount - self.fees.get(rules.quote_asset, Decimal(0))
 
 
+@dataclass(frozen=True)
+class OrderPlan:
+    """A market order checked against the symbol's filters, ready to send.
+
+    A BUY spends `amount` of the quote asset; a SELL sells `quantity`. `price` is the reference
+    price the checks used (paper mode fills at it).
+    """
+    rules: SymbolRules
+    side: str
+    amount: Decimal = Decimal(0)
+    quantity: Decimal = Decimal(0)
+    price: Decimal = Decimal(0)
+
+
 class Exchange(Protocol):
     mode: str
 
     def warm_up(self) -> None: ...
     def resolve(self, raw_symbol: str) -> SymbolRules | None: ...
     def free_balance(self, asset: str) -> Decimal: ...
-    def market_buy(self, rules: SymbolRules, amount: Decimal, client_order_id: str,
-                   price_hint: Decimal | None) -> Fill: ...
-    def market_sell(self, rules: SymbolRules, quantity: Decimal, client_order_id: str,
-                    price_hint: Decimal | None) -> Fill: ...
+    def plan_buy(self, rules: SymbolRules, amount: Decimal, price_hint: Decimal | None) -> OrderPlan: ...
+    def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan: ...
+    def place(self, plan: OrderPlan, client_order_id: str) -> Fill: ...
+    def look_up(self, rules: SymbolRules, client_order_id: str) -> Fill | None: ...
 
 
 def make_client(settings: Settings) -> Client:
@@ -171,7 +184,7 @@ def make_client(settings: Settings) -> Client:
     key = settings.binance_api_key.get_secret_value() if settings.binance_api_key else None
     secret = settings.binance_api_secret.get_secret_value() if settings.binance_api_secret else None
     client = Client(key, secret, ping=False, testnet=settings.trading_mode == "testnet",
-                    requests_params={"timeout": REQUEST_TIMEOUT_SECONDS})
+                    requests_params={"timeout": settings.binance_timeout_seconds})
     if settings.binance_api_url:
         client.API_URL = client.API_TESTNET_URL = settings.binance_api_url.rstrip("/")
     return client
@@ -318,16 +331,14 @@ class BinanceExchange:
     def free_balance(self, asset: str) -> Decimal:
         return self._account().get(asset)
 
-    def market_buy(self, rules: SymbolRules, amount: Decimal, client_order_id: str,
-                   price_hint: Decimal | None) -> Fill:
+    def plan_buy(self, rules: SymbolRules, amount: Decimal, price_hint: Decimal | None) -> OrderPlan:
         amount = rules.quote_amount(amount)
         problem = rules.buy_problem(amount)
         if problem:
             raise OrderRefused(problem)
-        return self._place(rules, client_order_id, side="BUY", quoteOrderQty=plain(amount))
+        return OrderPlan(rules, "BUY", amount=amount)
 
-    def market_sell(self, rules: SymbolRules, quantity: Decimal, client_order_id: str,
-                    price_hint: Decimal | None) -> Fill:
+    def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
         """Sells what the account really holds: the balance is read fresh, not from the cache."""
         self._forget_account()
         quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
@@ -335,7 +346,24 @@ class BinanceExchange:
         problem = rules.sell_problem(quantity, price)
         if problem:
             raise OrderRefused(problem)
-        return self._place(rules, client_order_id, side="SELL", quantity=plain(quantity))
+        return OrderPlan(rules, "SELL", quantity=quantity, price=price)
+
+    def place(self, plan: OrderPlan, client_order_id: str) -> Fill:
+        """Send the order once. An unclear answer is resolved by looking the order up, never by resending."""
+        size = {"quoteOrderQty": plain(plan.amount)} if plan.side == "BUY" else {"quantity": plain(plan.quantity)}
+        balances = self._account()
+        try:
+            reply = self.gateway.call("create_order", places_order=True, symbol=plan.rules.symbol, side=plan.side,
+                                      type="MARKET", newClientOrderId=client_order_id, newOrderRespType="FULL",
+                                      **size)
+        except OutcomeUnknown as unclear:
+            return executed_or_rejected(self._find_after_unclear_answer(plan.rules, client_order_id, unclear))
+        except ExchangeRejected:
+            self._forget_account()
+            raise
+        fill = executed_or_rejected(Fill.from_order(reply))
+        balances.apply(plan.rules, fill)
+        return fill
 
     def _account(self) -> Balances:
         with self._lock:
@@ -348,33 +376,44 @@ class BinanceExchange:
         with self._lock:
             self._balances = None
 
-    def _place(self, rules: SymbolRules, client_order_id: str, **order: str) -> Fill:
-        balances = self._account()
-        try:
-            reply = self.gateway.call("create_order", places_order=True, symbol=rules.symbol, type="MARKET",
-                                      newClientOrderId=client_order_id, newOrderRespType="FULL", **order)
-        except OutcomeUnknown:
-            reply = self._look_up(rules.symbol, client_order_id)
-        except ExchangeRejected:
-            self._forget_account()
-            raise
-        fill = Fill.from_order(reply)
-        balances.apply(rules, fill)
-        return fill
+    def look_up(self, rules: SymbolRules, client_order_id: str) -> Fill | None:
+        """What Binance knows of our order: its fill with the exact fees, or None if it has no such order.
 
-    def _look_up(self, symbol: str, client_order_id: str) -> dict[str, Any]:
-        """After an unclear answer, ask Binance what became of the order (never resend it)."""
+        Raises OutcomeUnknown when Binance cannot be asked right now.
+        """
+        try:
+            reply = self.gateway.call("get_order", symbol=rules.symbol, origClientOrderId=client_order_id)
+            if Decimal(reply.get("executedQty", "0")) > 0 and not reply.get("fills"):
+                reply["fills"] = self.gateway.call("get_my_trades", symbol=rules.symbol, orderId=reply["orderId"])
+        except ExchangeRejected as error:
+            if error.code == -2013:
+                return None
+            raise OutcomeUnknown(f"cannot look up order {client_order_id}: {error}") from None
+        except ExchangeError as error:
+            raise OutcomeUnknown(f"cannot look up order {client_order_id}: {error}") from None
+        self._forget_account()
+        return Fill.from_order(reply)
+
+    def _find_after_unclear_answer(self, rules: SymbolRules, client_order_id: str,
+                                   unclear: OutcomeUnknown) -> Fill:
+        """Ask Binance what became of the order (never resend it), allowing for its brief -2013 after a fill."""
         for attempt in range(LOOKUP_ATTEMPTS):
             time.sleep(LOOKUP_PAUSE_SECONDS * attempt)
             try:
-                return self.gateway.call("get_order", symbol=symbol, origClientOrderId=client_order_id)
-            except ExchangeRejected as error:
-                if error.code != -2013:
-                    break
-            except (ExchangeUnreachable, RateLimited):
-                break
-        raise OutcomeUnknown(f"order {client_order_id}: Binance's answer was unclear and the order "
-                             f"could not be looked up; check the order history on Binance")
+                fill = self.look_up(rules, client_order_id)
+            except OutcomeUnknown as lookup_failed:
+                raise OutcomeUnknown(f"{unclear}; {lookup_failed}; it will be looked up again") from None
+            if fill is not None:
+                return fill
+        raise OutcomeUnknown(f"{unclear}; Binance does not show order {client_order_id} yet: "
+                             f"it will be looked up again")
+
+
+def executed_or_rejected(fill: Fill) -> Fill:
+    """A market order that executed nothing (EXPIRED, REJECTED) is a failure, not a trade."""
+    if fill.quantity <= 0:
+        raise ExchangeRejected(None, f"order {fill.client_order_id} ended {fill.status} with nothing executed")
+    return fill
 
 
 class PaperExchange:
@@ -400,29 +439,40 @@ class PaperExchange:
     def free_balance(self, asset: str) -> Decimal:
         return self.balances.get(asset)
 
-    def market_buy(self, rules: SymbolRules, amount: Decimal, client_order_id: str,
-                   price_hint: Decimal | None) -> Fill:
+    def plan_buy(self, rules: SymbolRules, amount: Decimal, price_hint: Decimal | None) -> OrderPlan:
         amount = rules.quote_amount(amount)
         price = self._price(rules, price_hint) * (1 + PAPER_SLIPPAGE)
         quantity = floor_to_step(amount / price, rules.step_size)
         problem = rules.buy_problem(amount) or rules.sell_problem(quantity, price)
         if problem:
             raise OrderRefused(problem)
-        cost = self._quote(rules, quantity * price, ROUND_UP)
-        self._require(rules.quote_asset, cost)
-        fee = (quantity * PAPER_FEE_RATE).quantize(Decimal("0.00000001"), rounding=ROUND_UP)
-        return self._fill(rules, client_order_id, "BUY", quantity, cost, {rules.base_asset: fee})
+        return OrderPlan(rules, "BUY", amount=amount, quantity=quantity, price=price)
 
-    def market_sell(self, rules: SymbolRules, quantity: Decimal, client_order_id: str,
-                    price_hint: Decimal | None) -> Fill:
+    def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
         quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
         price = self._price(rules, price_hint) * (1 - PAPER_SLIPPAGE)
         problem = rules.sell_problem(quantity, price)
         if problem:
             raise OrderRefused(problem)
-        proceeds = self._quote(rules, quantity * price, ROUND_DOWN)
-        fee = self._quote(rules, proceeds * PAPER_FEE_RATE, ROUND_UP)
-        return self._fill(rules, client_order_id, "SELL", quantity, proceeds, {rules.quote_asset: fee})
+        return OrderPlan(rules, "SELL", quantity=quantity, price=price)
+
+    def place(self, plan: OrderPlan, client_order_id: str) -> Fill:
+        """Fill at the plan's price, with Binance's commission taken from what is received."""
+        rules = plan.rules
+        with self._lock:
+            if plan.side == "BUY":
+                cost = self._quote(rules, plan.quantity * plan.price, ROUND_UP)
+                self._require(rules.quote_asset, cost)
+                fee = (plan.quantity * PAPER_FEE_RATE).quantize(PRICE_PLACES, rounding=ROUND_UP)
+                return self._fill(rules, client_order_id, "BUY", plan.quantity, cost, {rules.base_asset: fee})
+            self._require(rules.base_asset, plan.quantity)
+            proceeds = self._quote(rules, plan.quantity * plan.price, ROUND_DOWN)
+            fee = self._quote(rules, proceeds * PAPER_FEE_RATE, ROUND_UP)
+            return self._fill(rules, client_order_id, "SELL", plan.quantity, proceeds, {rules.quote_asset: fee})
+
+    def look_up(self, rules: SymbolRules, client_order_id: str) -> Fill | None:
+        """Paper orders complete inside the bot: one without a recorded outcome never happened."""
+        return None
 
     def replay(self, rules: SymbolRules, fill: Fill) -> None:
         """Re-apply a fill from the journal, so the paper balance survives a restart."""

@@ -479,6 +479,7 @@ class FakeBinance:
             ("GET", "/api/v3/order"): (self._query_order, True),
             ("DELETE", "/api/v3/order"): (self._cancel_order, True),
             ("GET", "/api/v3/openOrders"): (self._open_orders, True),
+            ("GET", "/api/v3/myTrades"): (self._my_trades, True),
             ("POST", "/api/v3/orderList/oco"): (self._new_oco, True),
             ("GET", "/api/v3/orderList"): (self._query_order_list, True),
             ("DELETE", "/api/v3/orderList"): (self._cancel_order_list, True),
@@ -500,8 +501,10 @@ class FakeBinance:
     # ----- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> FakeBinance:
+        """Serve on a free port; after `stop()`, on the same port again, with the same state."""
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        port = int(urlsplit(self.url).port or 0) if self.url else 0
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-binance", daemon=True)
@@ -982,6 +985,19 @@ class FakeBinance:
         if time.monotonic() - order.created < self.order_lookup_delay_s:
             raise bad_request(-2013, "Order does not exist.")
         return order.query_json()
+
+    def _my_trades(self, params: Params) -> list[Json]:
+        """The account's trades in a symbol (optionally of one order), as Binance lists them."""
+        params.allow({"symbol", "orderId", "startTime", "endTime", "fromId", "limit"})
+        market = self._symbol(params)
+        order_id = params.integer("orderId")
+        return [{"symbol": order.symbol, "id": fill["tradeId"], "orderId": order.order_id,
+                 "orderListId": order.list_id, "price": fill["price"], "qty": fill["qty"],
+                 "quoteQty": fmt(Decimal(fill["price"]) * Decimal(fill["qty"])),
+                 "commission": fill["commission"], "commissionAsset": fill["commissionAsset"],
+                 "time": order.update_time, "isBuyer": order.side == "BUY", "isMaker": False, "isBestMatch": True}
+                for order in self._orders
+                if order.symbol == market.name and order_id in (None, order.order_id) for fill in order.fills]
 
     def _cancel_order(self, params: Params) -> Json:
         params.allow({"symbol", "orderId", "origClientOrderId", "newClientOrderId", "cancelRestrictions"})
