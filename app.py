@@ -1,16 +1,22 @@
 """The bot: receives TradingView alerts over HTTP, asks the risk engine, trades, and journals it all.
 
 Run `python app.py` (uvicorn on $PORT, one worker: the risk state lives in this process).
+
+Every order is accounted for: its intent is written to disk before it is sent, its outcome after;
+an unclear answer from Binance is settled by looking the order up (never by sending it again),
+at once, in the background, and at the next start-up after a crash.
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import logging
 import sys
 import threading
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, AsyncIterator, Callable
@@ -20,15 +26,18 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from binance_client import (Exchange, ExchangeError, Fill, OrderRefused, OutcomeUnknown, PaperExchange,
-                            SymbolRules, make_exchange)
+from binance_client import (Exchange, ExchangeError, Fill, OrderPlan, OrderRefused, OutcomeUnknown,
+                            PaperExchange, SymbolRules, make_exchange)
 from config import ConfigError, Settings, load_settings
-from csv_logger import Journal, parse_decimal, parse_time
+from csv_logger import Journal, JournalInUse, JournalLock, parse_decimal, parse_time
 from money import plain
 from risk import Proposal, Refusal, RiskEngine, Ticket
 from signals import InvalidSignal, Signal, parse_json_object, parse_signal
 
 MAX_BODY_BYTES = 64 * 1024
+ANSWER_DEADLINE_SECONDS = 2.5
+NOT_FOUND_GRACE_SECONDS = 3
+FINAL_STATUSES = ("FILLED", "FAILED")
 log = logging.getLogger("bot")
 Clock = Callable[[], datetime]
 
@@ -37,8 +46,26 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def new_client_order_id() -> str:
-    return f"tvbot-{uuid.uuid4().hex[:24]}"
+def client_order_id_for(signal: Signal) -> str:
+    """Our id for the order (Binance's newClientOrderId): derived from the alert id when there is one."""
+    seed = signal.alert_id or uuid.uuid4().hex
+    return "tv" + hashlib.sha256(seed.encode()).hexdigest()[:30]
+
+
+@dataclass
+class OpenOrder:
+    """An order sent to the exchange whose outcome is not recorded yet."""
+    ticket: Ticket
+    rules: SymbolRules
+    client_order_id: str
+    amount: Decimal | None
+    sent_at: datetime
+    status: str = "PENDING"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"client_order_id": self.client_order_id, "symbol": self.rules.symbol,
+                "action": self.ticket.signal.action, "status": self.status,
+                "since": self.sent_at.isoformat(timespec="seconds")}
 
 
 class Bot:
@@ -51,10 +78,83 @@ class Bot:
         self.clock = clock
         self.risk = RiskEngine(settings, clock().date())
         self.counters = {"accepted": 0, "rejected": 0, "filled": 0, "failed": 0, "unknown": 0}
-        self._counter_lock = threading.Lock()
+        self.open_orders: dict[str, OpenOrder] = {}
+        self._lock = threading.Lock()
+        self._pause_marker = settings.logs_dir / "PAUSED"
 
-    def handle(self, signal: Signal) -> dict[str, Any]:
+    def handle(self, signal: Signal, client_order_id: str) -> dict[str, Any]:
+        """Never raises: once a signal is valid the caller always gets an answer to return with HTTP 200."""
         now = self.clock()
+        try:
+            return self._decide_and_trade(signal, client_order_id, now)
+        except Exception:
+            log.exception("unexpected error before any order for a %s %s signal", signal.action, signal.symbol)
+            return self._reject(signal, now, "internal error: nothing was traded (see the bot's log)")
+
+    def pending_answer(self, signal: Signal, client_order_id: str) -> dict[str, Any]:
+        """The answer when Binance is slower than TradingView waits: the work goes on in the background."""
+        trade = {name: None for name in TRADE_ANSWER_FIELDS} | {"status": "PENDING",
+                                                                "client_order_id": client_order_id}
+        return {"decision": "ACCEPTED", "signal": signal.as_dict(), "trade": trade,
+                "reason": f"still in progress after {ANSWER_DEADLINE_SECONDS}s: the outcome will be in "
+                          f"trades.csv and /status"}
+
+    def record_invalid(self, payload: dict[str, Any], error: InvalidSignal) -> None:
+        """An authenticated but malformed alert still leaves a trace, to help fix the alert message."""
+        self._count("rejected")
+        self.journal.record_signal({
+            "DateTime": self.clock(), "TradingPair": _text(payload.get("symbol", payload.get("ticker"))),
+            "Action": _text(payload.get("action", payload.get("side"))), "Strategy": _text(payload.get("strategy")),
+            "TimeFrame": _text(payload.get("timeframe")), "Confidence": _text(payload.get("confidence")),
+            "Decision": "REJECTED", "Reason": f"invalid signal: {error}", "Mode": self.settings.trading_mode})
+
+    def set_paused(self, paused: bool) -> None:
+        """Emergency stop for entries; exits still work. Kept on disk so it survives a restart."""
+        if paused:
+            self._pause_marker.parent.mkdir(parents=True, exist_ok=True)
+            self._pause_marker.touch()
+        else:
+            self._pause_marker.unlink(missing_ok=True)
+        self.risk.set_paused(paused)
+        log.warning("trading %s", "PAUSED: entries are refused until POST /resume" if paused else "resumed")
+
+    def restore(self) -> int:
+        """Rebuild the state from the journal: filled trades, alert ids, pause, and orders left in flight."""
+        self.risk.set_paused(self._pause_marker.exists())
+        outcomes = self._replay_trades()
+        for intent in self.journal.intents.rows():
+            if intent["Mode"] != self.settings.trading_mode:
+                continue
+            at = parse_time(intent["DateTime"])
+            self.risk.remember_alert(intent["AlertID"] or None, at)
+            if outcomes.get(intent["ClientOrderID"]) not in FINAL_STATUSES:
+                self._hold_in_flight(intent, at)
+        return sum(1 for status in outcomes.values() if status == "FILLED")
+
+    def reconcile(self) -> None:
+        """Settle orders whose outcome is unknown, and write journal rows the disk refused earlier."""
+        self.journal.retry_backlogs()
+        with self._lock:
+            unknown = [order for order in self.open_orders.values() if order.status == "UNKNOWN"]
+        for order in unknown:
+            self._settle(order)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            balance: str | None = plain(self.exchange.free_balance(self.settings.quote_asset))
+        except ExchangeError:
+            balance = None
+        limits = self.settings.model_dump(include={
+            "trade_amount_usdt", "min_confidence", "min_balance_usdt", "max_risk_per_trade",
+            "max_open_trades", "max_trades_per_day", "cooldown_seconds", "max_signal_age_seconds"}, mode="json")
+        with self._lock:
+            counters = dict(self.counters)
+            open_orders = [order.as_dict() for order in self.open_orders.values()]
+        return {"mode": self.settings.trading_mode, "quote_asset": self.settings.quote_asset,
+                "balance": balance, **self.risk.snapshot(self.clock()), "open_orders": open_orders,
+                "unwritten_journal_rows": self.journal.unwritten_rows, "limits": limits, "counters": counters}
+
+    def _decide_and_trade(self, signal: Signal, client_order_id: str, now: datetime) -> dict[str, Any]:
         try:
             rules = self.exchange.resolve(signal.symbol)
         except ExchangeError as error:
@@ -71,69 +171,81 @@ class Bot:
         verdict = self.risk.reserve(Proposal(signal, amount, balance, now))
         if isinstance(verdict, Refusal):
             return self._reject(signal, now, verdict.reason)
-        return self._execute(verdict, rules, amount, now)
+        return self._execute(verdict, rules, amount, client_order_id, now)
 
-    def record_invalid(self, payload: dict[str, Any], error: InvalidSignal) -> None:
-        """An authenticated but malformed alert still leaves a trace, to help fix the alert message."""
-        self._count("rejected")
-        self.journal.record_signal({
-            "DateTime": self.clock(), "TradingPair": _text(payload.get("symbol", payload.get("ticker"))),
-            "Action": _text(payload.get("action", payload.get("side"))), "Strategy": _text(payload.get("strategy")),
-            "TimeFrame": _text(payload.get("timeframe")), "Confidence": _text(payload.get("confidence")),
-            "Decision": "REJECTED", "Reason": f"invalid signal: {error}", "Mode": self.settings.trading_mode})
-
-    def restore(self) -> int:
-        """Rebuild positions, today's count, cooldowns (and the paper balance) from trades.csv."""
-        restored = 0
-        for row in self.journal.trade_rows():
-            if row.get("Status") != "FILLED" or row.get("Mode") != self.settings.trading_mode:
-                continue
-            try:
-                rules, fill, at = self._fill_from_row(row)
-            except (KeyError, ValueError):
-                log.warning("trades.csv: skipping an unreadable row from %s", row.get("DateTime"))
-                continue
-            self.risk.restore_fill(rules.symbol, fill.side, fill.received_base(rules), fill.quote_cost(rules), at)
-            if isinstance(self.exchange, PaperExchange):
-                self.exchange.replay(rules, fill)
-            restored += 1
-        return restored
-
-    def status(self) -> dict[str, Any]:
-        try:
-            balance: str | None = plain(self.exchange.free_balance(self.settings.quote_asset))
-        except ExchangeError:
-            balance = None
-        limits = self.settings.model_dump(include={
-            "trade_amount_usdt", "min_confidence", "min_balance_usdt", "max_risk_per_trade",
-            "max_open_trades", "max_trades_per_day", "cooldown_seconds"}, mode="json")
-        with self._counter_lock:
-            counters = dict(self.counters)
-        return {"mode": self.settings.trading_mode, "quote_asset": self.settings.quote_asset,
-                "balance": balance, **self.risk.snapshot(self.clock()), "limits": limits, "counters": counters}
-
-    def _execute(self, ticket: Ticket, rules: SymbolRules, amount: Decimal, now: datetime) -> dict[str, Any]:
+    def _execute(self, ticket: Ticket, rules: SymbolRules, amount: Decimal, client_order_id: str,
+                 now: datetime) -> dict[str, Any]:
         signal = ticket.signal
-        client_order_id = new_client_order_id()
         try:
-            if signal.is_entry:
-                fill = self.exchange.market_buy(rules, amount, client_order_id, signal.price)
-            else:
-                assert ticket.position is not None
-                fill = self.exchange.market_sell(rules, ticket.position.quantity, client_order_id, signal.price)
-        except OrderRefused as refused:
+            plan = self._plan(ticket, rules, amount)
+        except (OrderRefused, ExchangeError) as refused:
             self.risk.release(ticket)
             return self._reject(signal, now, str(refused))
+        order = OpenOrder(ticket, rules, client_order_id, plan.amount if signal.is_entry else None, now)
+        self._record_intent(order, plan)
+        try:
+            fill = self.exchange.place(plan, client_order_id)
         except OutcomeUnknown as unclear:
-            log.error("order %s for %s: outcome unknown (%s); its slot stays reserved", client_order_id,
-                      signal.symbol, unclear)
-            return self._order_failed(signal, now, client_order_id, amount, "UNKNOWN", str(unclear))
+            return self._order_unknown(order, str(unclear))
         except ExchangeError as error:
+            self._forget_order(client_order_id)
             self.risk.release(ticket)
-            return self._order_failed(signal, now, client_order_id, amount, "FAILED", str(error))
-        return self._order_filled(ticket, rules, fill, now)
+            row = self._record_failure(order, now, "FAILED", str(error))
+            return self._accept(signal, now, f"order failed: {error}", client_order_id, row)
+        except Exception:
+            log.exception("unexpected error while sending order %s", client_order_id)
+            return self._order_unknown(order, "unexpected error while sending the order: it will be looked up")
+        self._forget_order(client_order_id)
+        row = self._record_fill(ticket, rules, fill, now)
+        return self._accept(signal, now, row["Reason"], client_order_id, row)
 
-    def _order_filled(self, ticket: Ticket, rules: SymbolRules, fill: Fill, now: datetime) -> dict[str, Any]:
+    def _plan(self, ticket: Ticket, rules: SymbolRules, amount: Decimal) -> OrderPlan:
+        if ticket.signal.is_entry:
+            return self.exchange.plan_buy(rules, amount, ticket.signal.price)
+        assert ticket.position is not None, "an exit always has the position it closes"
+        return self.exchange.plan_sell(rules, ticket.position.quantity, ticket.signal.price)
+
+    def _record_intent(self, order: OpenOrder, plan: OrderPlan) -> None:
+        """Written (and synced) before the order is sent: a crash can never hide an order."""
+        with self._lock:
+            self.open_orders[order.client_order_id] = order
+        signal = order.ticket.signal
+        self.journal.record_intent({
+            "DateTime": order.sent_at, "TradingPair": signal.symbol, "Action": signal.action,
+            "ClientOrderID": order.client_order_id, "AmountUSDT": order.amount,
+            "Quantity": None if signal.is_entry else plan.quantity, "AlertID": signal.alert_id,
+            "Mode": self.settings.trading_mode})
+
+    def _order_unknown(self, order: OpenOrder, reason: str) -> dict[str, Any]:
+        """The order may exist: keep its slot (the position counts as possibly open) until it is settled."""
+        log.error("order %s (%s %s): outcome unknown: %s", order.client_order_id, order.ticket.signal.action,
+                  order.rules.symbol, reason)
+        with self._lock:
+            order.status = "UNKNOWN"
+        row = self._record_failure(order, self.clock(), "UNKNOWN", reason)
+        return self._accept(order.ticket.signal, order.sent_at, f"order outcome unknown: {reason}",
+                            order.client_order_id, row)
+
+    def _settle(self, order: OpenOrder) -> None:
+        try:
+            fill = self.exchange.look_up(order.rules, order.client_order_id)
+        except OutcomeUnknown as still_unclear:
+            log.info("order %s still unsettled: %s", order.client_order_id, still_unclear)
+            return
+        now = self.clock()
+        if fill is None and (now - order.sent_at).total_seconds() < NOT_FOUND_GRACE_SECONDS:
+            return
+        self._forget_order(order.client_order_id)
+        if fill is None or fill.quantity <= 0:
+            self.risk.release(order.ticket)
+            outcome = f"ended {fill.status}" if fill else "is not on Binance: it was never placed"
+            self._record_failure(order, now, "FAILED", f"settled: order {order.client_order_id} {outcome}")
+            return
+        self._record_fill(order.ticket, order.rules, fill, now, prefix="settled: ")
+        log.info("order %s settled: %s", order.client_order_id, fill.status)
+
+    def _record_fill(self, ticket: Ticket, rules: SymbolRules, fill: Fill, now: datetime,
+                     prefix: str = "") -> dict[str, Any]:
         signal = ticket.signal
         pnl = entry_price = None
         if signal.is_entry:
@@ -141,44 +253,80 @@ class Bot:
         else:
             closed = self.risk.confirm_exit(ticket)
             pnl, entry_price = fill.quote_proceeds(rules) - closed.cost, closed.entry_price
-        reason = f"{signal.action} {rules.symbol} filled"
-        row = self._trade_row(signal, now, "FILLED", reason, fill.client_order_id) | {
+        row = self._trade_row(signal, now, "FILLED", f"{prefix}{signal.action} {rules.symbol} filled",
+                              fill.client_order_id) | {
             "TradeAmount": fill.quote_amount, "Price": fill.price, "OrderID": fill.order_id,
             "Quantity": fill.quantity, "NetQuantity": fill.received_base(rules) if signal.is_entry else fill.quantity,
             "Fee": fill.fee, "FeeAsset": fill.fee_asset, "RealizedPnL": pnl, "EntryPrice": entry_price}
         self.journal.record_trade(row)
         self._count("filled")
-        return self._accept(signal, now, reason, trade_answer(row))
+        return row
 
-    def _order_failed(self, signal: Signal, now: datetime, client_order_id: str, amount: Decimal,
-                      status: str, reason: str) -> dict[str, Any]:
-        row = self._trade_row(signal, now, status, reason, client_order_id) | {
-            "TradeAmount": amount if signal.is_entry else None}
+    def _record_failure(self, order: OpenOrder, now: datetime, status: str, reason: str) -> dict[str, Any]:
+        row = self._trade_row(order.ticket.signal, now, status, reason, order.client_order_id) | {
+            "TradeAmount": order.amount}
         self.journal.record_trade(row)
         self._count(status.lower())
-        return self._accept(signal, now, f"order {status.lower()}: {reason}", trade_answer(row))
+        return row
 
     def _trade_row(self, signal: Signal, now: datetime, status: str, reason: str,
                    client_order_id: str) -> dict[str, Any]:
         return {"DateTime": now, "TradingPair": signal.symbol, "Action": signal.action, "Status": status,
                 "ClientOrderID": client_order_id, "Mode": self.settings.trading_mode, "Reason": reason}
 
-    def _fill_from_row(self, row: dict[str, str]) -> tuple[SymbolRules, Fill, datetime]:
+    def _replay_trades(self) -> dict[str, str]:
+        """Re-apply every filled trade; returns each order's last recorded status."""
+        outcomes: dict[str, str] = {}
+        for row in self.journal.trades.rows():
+            if row["Mode"] != self.settings.trading_mode:
+                continue
+            outcomes[row["ClientOrderID"]] = row["Status"]
+            if row["Status"] != "FILLED":
+                continue
+            try:
+                rules, fill, at = self._fill_from_row(row)
+            except ValueError:
+                log.warning("trades.csv: skipping an unreadable row from %s", row["DateTime"])
+                continue
+            self.risk.restore_fill(rules.symbol, fill.side, fill.received_base(rules), fill.quote_cost(rules), at)
+            if isinstance(self.exchange, PaperExchange):
+                self.exchange.replay(rules, fill)
+        return outcomes
+
+    def _hold_in_flight(self, intent: dict[str, str], at: datetime) -> None:
+        """An order sent before a crash with no recorded outcome: hold its slot until it is settled."""
+        rules = self._rules_for(intent["TradingPair"])
+        signal = Signal(symbol=rules.symbol, action=intent["Action"], strategy="recovered", timeframe="",
+                        confidence=Decimal(0), alert_id=intent["AlertID"] or None)
+        order = OpenOrder(self.risk.hold(signal, at), rules, intent["ClientOrderID"],
+                          parse_decimal(intent["AmountUSDT"]) or None, at, status="UNKNOWN")
+        with self._lock:
+            self.open_orders[order.client_order_id] = order
+        log.warning("order %s (%s %s) was in flight when the bot stopped: settling it with %s",
+                    order.client_order_id, signal.action, rules.symbol, self.settings.trading_mode)
+
+    def _rules_for(self, symbol: str) -> SymbolRules:
         quote = self.settings.quote_asset
-        symbol = row["TradingPair"]
-        rules = SymbolRules(symbol=symbol, base_asset=symbol.removesuffix(quote), quote_asset=quote)
-        fees = {row["FeeAsset"]: parse_decimal(row["Fee"])} if row.get("FeeAsset") else {}
+        return SymbolRules(symbol=symbol, base_asset=symbol.removesuffix(quote), quote_asset=quote)
+
+    def _fill_from_row(self, row: dict[str, str]) -> tuple[SymbolRules, Fill, datetime]:
+        fees = {row["FeeAsset"]: parse_decimal(row["Fee"])} if row["FeeAsset"] else {}
         fill = Fill(order_id=row["OrderID"], client_order_id=row["ClientOrderID"], status="FILLED",
                     side=row["Action"], quantity=parse_decimal(row["Quantity"]),
                     quote_amount=parse_decimal(row["TradeAmount"]), fees=fees)
         if fill.side not in ("BUY", "SELL"):
             raise ValueError(f"unknown action {fill.side!r}")
-        return rules, fill, parse_time(row["DateTime"])
+        return self._rules_for(row["TradingPair"]), fill, parse_time(row["DateTime"])
 
-    def _accept(self, signal: Signal, now: datetime, reason: str, trade: dict[str, Any]) -> dict[str, Any]:
+    def _forget_order(self, client_order_id: str) -> None:
+        with self._lock:
+            self.open_orders.pop(client_order_id, None)
+
+    def _accept(self, signal: Signal, now: datetime, reason: str, client_order_id: str,
+                row: dict[str, Any]) -> dict[str, Any]:
         self._count("accepted")
-        self._record_decision(signal, now, "ACCEPTED", reason, trade["client_order_id"])
-        return {"decision": "ACCEPTED", "reason": reason, "signal": signal.as_dict(), "trade": trade}
+        self._record_decision(signal, now, "ACCEPTED", reason, client_order_id)
+        return {"decision": "ACCEPTED", "reason": reason, "signal": signal.as_dict(), "trade": trade_answer(row)}
 
     def _reject(self, signal: Signal, now: datetime, reason: str) -> dict[str, Any]:
         self._count("rejected")
@@ -195,7 +343,7 @@ class Bot:
             "AlertID": signal.alert_id, "ClientOrderID": client_order_id, "Mode": self.settings.trading_mode})
 
     def _count(self, name: str) -> None:
-        with self._counter_lock:
+        with self._lock:
             self.counters[name] += 1
 
 
@@ -257,23 +405,48 @@ def warm_up(exchange: Exchange) -> None:
         log.warning("Binance not reachable at start-up (%s); each signal will try again", problem)
 
 
+def reconcile_every(bot: Bot, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            bot.reconcile()
+        except Exception:
+            log.exception("reconciliation pass failed; trying again in %ss", interval)
+
+
 def create_app(settings: Settings, exchange: Exchange | None = None, clock: Clock = utc_now) -> FastAPI:
+    """The app; takes the journal's lock at once (JournalInUse if another bot holds it)."""
+    journal_lock = JournalLock(settings.logs_dir)
+    journal_lock.acquire()
     bot = Bot(settings, exchange or make_exchange(settings), Journal(settings.logs_dir), clock)
+    background: set[asyncio.Future[Any]] = set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restored = bot.restore()
+        bot.reconcile()
         if settings.trading_mode == "live":
             log.warning("LIVE TRADING: orders use real money on Binance")
         log.info("mode=%s journal=%s restored %d filled trades; open positions: %s", settings.trading_mode,
                  settings.logs_dir.resolve(), restored, ", ".join(bot.risk.state.positions) or "none")
+        stop = threading.Event()
+        reconciler = threading.Thread(target=reconcile_every, args=(bot, settings.reconcile_interval_seconds, stop),
+                                      name="reconciler", daemon=True)
+        reconciler.start()
         threading.Thread(target=warm_up, args=(bot.exchange,), name="warm-up", daemon=True).start()
-        yield
+        try:
+            yield
+        finally:
+            stop.set()
+            reconciler.join()
+            journal_lock.release()
 
     docs = "/docs" if settings.is_paper else None
     app = FastAPI(title="TradingView to Binance bot", lifespan=lifespan, docs_url=docs, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_paper else None)
     app.state.bot = bot
+
+    def authorised(request: Request) -> bool:
+        return secret_matches(bearer_token(request), settings)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -281,9 +454,23 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
 
     @app.get("/status")
     def status(request: Request) -> Any:
-        if not secret_matches(bearer_token(request), settings):
+        if not authorised(request):
             return error(401, "missing or wrong secret (send Authorization: Bearer <WEBHOOK_SECRET_KEY>)")
         return bot.status()
+
+    def switch_pause(request: Request, paused: bool) -> Any:
+        if not authorised(request):
+            return error(401, "missing or wrong secret")
+        bot.set_paused(paused)
+        return {"paused": paused}
+
+    @app.post("/pause")
+    def pause(request: Request) -> Any:
+        return switch_pause(request, True)
+
+    @app.post("/resume")
+    def resume(request: Request) -> Any:
+        return switch_pause(request, False)
 
     @app.post("/webhook")
     async def webhook(request: Request) -> Any:
@@ -294,14 +481,19 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
             payload = parse_json_object(body)
         except InvalidSignal as invalid:
             return error(400, str(invalid))
-        if not (secret_matches(payload.get("secret"), settings) or secret_matches(bearer_token(request), settings)):
+        if not (secret_matches(payload.get("secret"), settings) or authorised(request)):
             return error(401, "missing or wrong secret")
         try:
             signal = parse_signal(payload, settings.quote_asset)
         except InvalidSignal as invalid:
             await run_in_threadpool(bot.record_invalid, payload, invalid)
             return error(400, str(invalid))
-        return await run_in_threadpool(bot.handle, signal)
+        client_order_id = client_order_id_for(signal)
+        work = asyncio.ensure_future(run_in_threadpool(bot.handle, signal, client_order_id))
+        background.add(work)
+        work.add_done_callback(background.discard)
+        done, _ = await asyncio.wait({work}, timeout=ANSWER_DEADLINE_SECONDS)
+        return work.result() if done else bot.pending_answer(signal, client_order_id)
 
     return app
 
@@ -310,10 +502,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-    except ConfigError as problem:
+        app = create_app(settings)
+    except (ConfigError, JournalInUse) as problem:
         sys.exit(str(problem))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="info")
 
 
 if __name__ == "__main__":
