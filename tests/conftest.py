@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,6 +27,13 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/api"
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

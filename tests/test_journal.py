@@ -83,13 +83,17 @@ def test_restart_keeps_the_limits_the_positions_and_the_paper_balance(start_bot)
 
 
 def test_restart_keeps_the_cooldown(start_bot) -> None:
-    start_bot("paper").send(price="50000")
+    first = start_bot("paper")
+    first.send(price="50000")
+    first.stop()
     answer = start_bot("paper").send(price="50000").json()
     assert answer["reason"].startswith("cooldown: last BUY BTCUSDT")
 
 
 def test_trades_of_another_mode_are_not_restored(start_bot, fake) -> None:
-    start_bot("paper").send(price="50000")
+    paper = start_bot("paper")
+    paper.send(price="50000")
+    paper.stop()
     assert start_bot("testnet", fake).status()["positions"] == {}
 
 
