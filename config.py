@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     cooldown_seconds: Count = 300
     paper_balance_usdt: Money = Decimal("1000")
     max_signal_age_seconds: Count = 60
+    min_risk_reward: Money = Decimal("0")
+    max_daily_loss_usdt: Money = Decimal("0")
+    stop_limit_gap_percent: Annotated[Decimal, Field(ge=0, lt=50, allow_inf_nan=False)] = Decimal("0.5")
+    monitor_interval_seconds: Annotated[float, Field(gt=0)] = 15
     binance_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5
     reconcile_interval_seconds: Annotated[float, Field(gt=0)] = 30
     port: Annotated[int, Field(ge=1, le=65535)] = 8000

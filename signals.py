@@ -36,10 +36,16 @@ class Signal:
     amount_usdt: Decimal | None = None
     alert_id: str | None = None
     time: datetime | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
 
     @property
     def is_entry(self) -> bool:
         return self.action == "BUY"
+
+    @property
+    def wants_protection(self) -> bool:
+        return self.stop_loss is not None or self.take_profit is not None
 
     def as_dict(self) -> dict[str, str | None]:
         """The normalised signal for the JSON answer (no secret, money as plain strings)."""
@@ -71,6 +77,8 @@ def parse_signal(payload: dict[str, Any], quote_asset: str) -> Signal:
         amount_usdt=_number(payload, "amount_usdt", low=Decimal(0), exclusive_low=True),
         alert_id=_alert_id(payload.get("alert_id")),
         time=_time(payload.get("time")),
+        stop_loss=_number(payload, "stop_loss", low=Decimal(0), exclusive_low=True),
+        take_profit=_number(payload, "take_profit", low=Decimal(0), exclusive_low=True),
     )
 
 
