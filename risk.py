@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Callable
 
+from binance_client import Protection
 from config import Settings
 from money import PRICE_PLACES, plain
 from signals import Signal
@@ -29,11 +30,12 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Proposal:
-    """A signal about to trade, with what the rules need to judge it."""
+    """A signal about to trade, with what the rules need to judge it (`price`: the expected entry)."""
     signal: Signal
     amount_usdt: Decimal
     balance: Decimal
     now: datetime
+    price: Decimal | None = None
 
 
 @dataclass
@@ -44,22 +46,71 @@ class Position:
     cost: Decimal
     entries: int
     opened_at: datetime
+    protection: Protection | None = None
+    protection_error: str | None = None
 
     @property
     def entry_price(self) -> Decimal:
         return (self.cost / self.quantity).quantize(PRICE_PLACES) if self.quantity else Decimal(0)
 
 
+@dataclass(frozen=True)
+class ClosedTrade:
+    symbol: str
+    closed_at: datetime
+    realized_pnl: Decimal
+
+
+@dataclass
+class Ledger:
+    """Positions, the dust a sale leaves below the lot step, and the realized PnL of closed trades.
+
+    Plain bookkeeping without a lock: the RiskEngine calls it under its lock, and the offline report
+    replays the journal through it, so both count the same way.
+    """
+    positions: dict[str, Position] = field(default_factory=dict)
+    dust: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    closed: list[ClosedTrade] = field(default_factory=list)
+
+    def add_entry(self, symbol: str, quantity: Decimal, cost: Decimal, at: datetime) -> Position:
+        """A filled BUY; a new position takes over the dust (and its cost) an earlier sale left."""
+        held = self.positions.get(symbol)
+        if held is None:
+            dust_quantity, dust_cost = self.dust.pop(symbol, (Decimal(0), Decimal(0)))
+            held = self.positions[symbol] = Position(symbol, dust_quantity, dust_cost, 0, at)
+        held.quantity += quantity
+        held.cost += cost
+        held.entries += 1
+        return held
+
+    def close(self, symbol: str, sold: Decimal, proceeds: Decimal, at: datetime) -> tuple[Position, Decimal]:
+        """A filled SELL closes the position. Realized PnL is on what was sold: what it brought in after
+        fees, less its share of the cost; the unsold rest (dust) keeps its share for the next entry."""
+        closed = self.positions.pop(symbol)
+        left = max(closed.quantity - sold, Decimal(0))
+        left_cost = (closed.cost * left / closed.quantity).quantize(PRICE_PLACES) if closed.quantity else Decimal(0)
+        if left > 0:
+            self.dust[symbol] = (left, left_cost)
+        pnl = proceeds - (closed.cost - left_cost)
+        self.closed.append(ClosedTrade(symbol, at, pnl))
+        return closed, pnl
+
+
 @dataclass
 class RiskState:
     day: date
-    positions: dict[str, Position] = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=Ledger)
     pending_entries: int = 0
     trades_today: int = 0
     last_trade_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
     closing: set[str] = field(default_factory=set)
     seen_alerts: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
     paused: bool = False
+    realized_today: Decimal = Decimal(0)
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        return self.ledger.positions
 
     @property
     def open_trades(self) -> int:
@@ -99,6 +150,44 @@ def not_duplicate(p: Proposal, state: RiskState, limits: Settings) -> Refusal | 
 def not_paused(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
     if state.paused:
         return Refusal("paused", "trading paused: entries are refused until POST /resume (exits still work)")
+    return None
+
+
+def max_daily_loss(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+    loss = -state.realized_today
+    if limits.max_daily_loss_usdt and loss >= limits.max_daily_loss_usdt:
+        return Refusal("max_daily_loss", f"today's realized loss {plain(loss)} {limits.quote_asset} has reached "
+                                         f"MAX_DAILY_LOSS_USDT {limits.max_daily_loss_usdt} (until UTC midnight)")
+    return None
+
+
+def protective_levels_make_sense(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+    stop, target, entry = p.signal.stop_loss, p.signal.take_profit, p.price
+    if entry is None or not p.signal.wants_protection:
+        return None
+    if stop is not None and stop >= entry:
+        return Refusal("protective_levels", f"stop_loss {stop} must be below the entry price {plain(entry)}")
+    if target is not None and target <= entry:
+        return Refusal("protective_levels", f"take_profit {target} must be above the entry price {plain(entry)}")
+    return None
+
+
+def min_risk_reward(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+    stop, target, entry = p.signal.stop_loss, p.signal.take_profit, p.price
+    if not limits.min_risk_reward or stop is None or target is None or entry is None:
+        return None
+    ratio = (target - entry) / (entry - stop)
+    if ratio < limits.min_risk_reward:
+        return Refusal("min_risk_reward", f"risk/reward {ratio:.2f} is below MIN_RISK_REWARD {limits.min_risk_reward}")
+    return None
+
+
+def one_entry_per_protected_position(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+    """Protective orders guard one entry's quantity: a protected position is never added to."""
+    held = state.positions.get(p.signal.symbol)
+    if held is not None and (held.protection is not None or p.signal.wants_protection):
+        return Refusal("protected_position", f"a position in {p.signal.symbol} is already open; a position with "
+                                             f"stop_loss/take_profit is one entry (sell it first)")
     return None
 
 
@@ -156,8 +245,9 @@ def has_open_position(p: Proposal, state: RiskState, limits: Settings) -> Refusa
     return None
 
 
-ENTRY_RULES: list[Rule] = [not_stale, not_duplicate, not_paused, min_confidence, min_balance, max_risk_per_trade,
-                           max_open_trades, max_trades_per_day, cooldown]
+ENTRY_RULES: list[Rule] = [not_stale, not_duplicate, not_paused, max_daily_loss, protective_levels_make_sense,
+                           min_risk_reward, one_entry_per_protected_position, min_confidence, min_balance,
+                           max_risk_per_trade, max_open_trades, max_trades_per_day, cooldown]
 EXIT_RULES: list[Rule] = [not_stale, not_duplicate, has_open_position, cooldown]
 
 
@@ -219,27 +309,46 @@ class RiskEngine:
     def confirm_entry(self, ticket: Ticket, quantity: Decimal, cost: Decimal) -> Position:
         with self._lock:
             self._end_reservation(ticket)
-            return self._add_to_position(ticket.signal.symbol, quantity, cost, ticket.reserved_at)
+            return self.state.ledger.add_entry(ticket.signal.symbol, quantity, cost, ticket.reserved_at)
 
-    def confirm_exit(self, ticket: Ticket) -> Position:
-        """The position is sold: it is closed (dust below the lot step stays on the account)."""
+    def confirm_exit(self, ticket: Ticket, sold: Decimal, proceeds: Decimal, at: datetime) -> tuple[Position, Decimal]:
+        """The position is sold and closed; returns it with the realized PnL (see Ledger.close)."""
         with self._lock:
             self._end_reservation(ticket)
-            return self.state.positions.pop(ticket.signal.symbol)
+            return self._close(ticket.signal.symbol, sold, proceeds, at)
 
-    def restore_fill(self, symbol: str, action: str, quantity: Decimal, cost: Decimal, at: datetime) -> None:
-        """Replay one filled trade from the journal at start-up."""
+    def claim_exit(self, symbol: str, at: datetime) -> Ticket | None:
+        """Reserve the exit of a position the exchange closed (stop or target); None if a SELL is under way."""
         with self._lock:
+            if symbol not in self.state.positions or symbol in self.state.closing:
+                return None
+            return self._take_slot(Signal(symbol, "SELL", "protection", "", Decimal(0)), at)
+
+    def set_protection(self, symbol: str, protection: Protection | None, error: str | None = None) -> None:
+        with self._lock:
+            held = self.state.positions.get(symbol)
+            if held is not None:
+                held.protection, held.protection_error = protection, error
+
+    def protected_positions(self) -> list[Position]:
+        with self._lock:
+            return [p for p in self.state.positions.values()
+                    if p.protection is not None and p.symbol not in self.state.closing]
+
+    def restore_fill(self, symbol: str, action: str, quantity: Decimal, quote: Decimal, at: datetime) -> None:
+        """Replay one filled trade from the journal at start-up (`quote`: a BUY's cost, a SELL's proceeds)."""
+        with self._lock:
+            self._roll_day(at)
             self.state.last_trade_at[(symbol, action)] = at
             if action == "BUY":
                 self.state.trades_today += at.date() == self.state.day
-                self._add_to_position(symbol, quantity, cost, at)
-            else:
-                self.state.positions.pop(symbol, None)
+                self.state.ledger.add_entry(symbol, quantity, quote, at)
+            elif symbol in self.state.positions:
+                self._close(symbol, quantity, quote, at)
 
-    def position(self, symbol: str) -> Position | None:
+    def closed_trades(self) -> list[tuple[datetime, Decimal]]:
         with self._lock:
-            return self.state.positions.get(symbol)
+            return [(trade.closed_at, trade.realized_pnl) for trade in self.state.ledger.closed]
 
     def snapshot(self, now: datetime) -> dict[str, object]:
         with self._lock:
@@ -250,9 +359,18 @@ class RiskEngine:
                 "trades_today": self.state.trades_today,
                 "positions": {s: {"quantity": plain(p.quantity), "cost": plain(p.cost),
                                   "entry_price": plain(p.entry_price), "entries": p.entries,
-                                  "opened_at": p.opened_at.isoformat(timespec="seconds")}
+                                  "opened_at": p.opened_at.isoformat(timespec="seconds"),
+                                  "protection": p.protection.describe() if p.protection else None,
+                                  "protection_error": p.protection_error}
                               for s, p in self.state.positions.items()},
+                "dust": {s: {"quantity": plain(q), "cost": plain(c)} for s, (q, c) in self.state.ledger.dust.items()},
             }
+
+    def _close(self, symbol: str, sold: Decimal, proceeds: Decimal, at: datetime) -> tuple[Position, Decimal]:
+        closed, pnl = self.state.ledger.close(symbol, sold, proceeds, at)
+        if at.date() == self.state.day:
+            self.state.realized_today += pnl
+        return closed, pnl
 
     def _take_slot(self, signal: Signal, now: datetime) -> Ticket:
         key = (signal.symbol, signal.action)
@@ -284,16 +402,8 @@ class RiskEngine:
         else:
             self.state.last_trade_at[key] = previous
 
-    def _add_to_position(self, symbol: str, quantity: Decimal, cost: Decimal, at: datetime) -> Position:
-        held = self.state.positions.get(symbol)
-        if held is None:
-            held = self.state.positions[symbol] = Position(symbol, Decimal(0), Decimal(0), 0, at)
-        held.quantity += quantity
-        held.cost += cost
-        held.entries += 1
-        return held
-
     def _roll_day(self, now: datetime) -> None:
         if now.date() > self.state.day:
             self.state.day = now.date()
             self.state.trades_today = 0
+            self.state.realized_today = Decimal(0)
