@@ -7,11 +7,12 @@ Exchange info and balances are cached, so a BUY in steady state costs one REST c
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_UP, Decimal
 from typing import Any, Protocol
 
 import requests
@@ -73,6 +74,11 @@ class SymbolRules:
     quote_precision: int = 8
 
     @classmethod
+    def bare(cls, symbol: str, quote_asset: str) -> SymbolRules:
+        """Only the assets, with permissive filters: enough to replay the journal without Binance."""
+        return cls(symbol=symbol, base_asset=symbol.removesuffix(quote_asset), quote_asset=quote_asset)
+
+    @classmethod
     def from_exchange_info(cls, info: dict[str, Any]) -> SymbolRules:
         filters = {f["filterType"]: f for f in info.get("filters", [])}
         lot = filters.get("LOT_SIZE", {})
@@ -87,6 +93,11 @@ class SymbolRules:
             min_notional_applies_to_market=bool(applies),
             quote_precision=int(info.get("quoteAssetPrecision", info.get("quotePrecision", 8))),
         )
+
+    def round_price(self, price: Decimal, rounding: str) -> Decimal:
+        if self.tick_size <= 0:
+            return price
+        return (price / self.tick_size).to_integral_value(rounding=rounding) * self.tick_size
 
     def quote_amount(self, amount: Decimal) -> Decimal:
         return amount.quantize(Decimal(1).scaleb(-self.quote_precision), rounding=ROUND_DOWN)
@@ -153,6 +164,57 @@ class Fill:
         return self.quote_amount - self.fees.get(rules.quote_asset, Decimal(0))
 
 
+PROTECTION_SUFFIXES = {"stop_loss": "sl", "take_profit": "tp", "list": "oc"}
+
+
+@dataclass(frozen=True)
+class Protection:
+    """Resting SELL orders that guard a position on the exchange: a stop-loss, a take-profit, or both (OCO).
+
+    The legs' client order ids derive from the entry's, so they can be found again after a restart.
+    """
+    entry_id: str
+    quantity: Decimal
+    stop: Decimal | None
+    stop_limit: Decimal | None
+    target: Decimal | None
+    list_id: str | None = None
+
+    @property
+    def legs(self) -> dict[str, str]:
+        """Client order id of each leg, by kind (`stop_loss`, `take_profit`)."""
+        kinds = [kind for kind, level in (("stop_loss", self.stop), ("take_profit", self.target)) if level is not None]
+        return {kind: self.entry_id + PROTECTION_SUFFIXES[kind] for kind in kinds}
+
+    @property
+    def client_id(self) -> str:
+        """The id the journal files it under: the OCO's list id, or its single leg's."""
+        if len(self.legs) == 2:
+            return self.entry_id + PROTECTION_SUFFIXES["list"]
+        return next(iter(self.legs.values()))
+
+    def describe(self) -> str:
+        parts = []
+        if self.stop is not None:
+            parts.append(f"stop-loss {plain(self.stop)} (limit {plain(self.stop_limit or self.stop)})")
+        if self.target is not None:
+            parts.append(f"take-profit {plain(self.target)}")
+        kind = "OCO " if len(parts) == 2 else ""
+        return f"{kind}{' and '.join(parts)} for {plain(self.quantity)}"
+
+
+def protection_levels(rules: SymbolRules, stop: Decimal | None, target: Decimal | None,
+                      gap_percent: Decimal) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """Stop rounded down and target up to the tick; the stop's limit `gap_percent` below the stop."""
+    if stop is None:
+        rounded_stop = stop_limit = None
+    else:
+        rounded_stop = rules.round_price(stop, ROUND_FLOOR)
+        stop_limit = rules.round_price(rounded_stop * (1 - gap_percent / 100), ROUND_FLOOR)
+    rounded_target = None if target is None else rules.round_price(target, ROUND_CEILING)
+    return rounded_stop, stop_limit, rounded_target
+
+
 @dataclass(frozen=True)
 class OrderPlan:
     """A market order checked against the symbol's filters, ready to send.
@@ -169,6 +231,7 @@ class OrderPlan:
 
 class Exchange(Protocol):
     mode: str
+    market: MarketData
 
     def warm_up(self) -> None: ...
     def resolve(self, raw_symbol: str) -> SymbolRules | None: ...
@@ -177,6 +240,11 @@ class Exchange(Protocol):
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan: ...
     def place(self, plan: OrderPlan, client_order_id: str) -> Fill: ...
     def look_up(self, rules: SymbolRules, client_order_id: str) -> Fill | None: ...
+    def protect(self, rules: SymbolRules, quantity: Decimal, stop: Decimal | None, target: Decimal | None,
+                entry_id: str) -> Protection: ...
+    def cancel_protection(self, rules: SymbolRules, protection: Protection) -> None: ...
+    def protection_exit(self, rules: SymbolRules, protection: Protection) -> tuple[str, Fill] | None: ...
+    def open_order_ids(self) -> set[str] | None: ...
 
 
 def make_client(settings: Settings) -> Client:
@@ -258,6 +326,7 @@ class MarketData:
         self._symbols: dict[str, SymbolRules] | None = None
         self._retry_at = 0.0
         self._lock = threading.Lock()
+        self._last_prices: dict[str, Decimal] = {}
 
     def symbols(self) -> dict[str, SymbolRules]:
         with self._lock:
@@ -273,7 +342,22 @@ class MarketData:
         return None
 
     def price(self, symbol: str) -> Decimal:
-        return Decimal(self.gateway.call("get_symbol_ticker", symbol=symbol)["price"])
+        price = Decimal(self.gateway.call("get_symbol_ticker", symbol=symbol)["price"])
+        self.note_price(symbol, price)
+        return price
+
+    def refresh_prices(self, symbols: list[str]) -> None:
+        """Last prices of several symbols in one call, into the cache `/status` reads."""
+        if symbols:
+            quotes = self.gateway.call("get_symbol_ticker", symbols=json.dumps(sorted(symbols), separators=(",", ":")))
+            for quote in quotes:
+                self.note_price(quote["symbol"], Decimal(quote["price"]))
+
+    def note_price(self, symbol: str, price: Decimal) -> None:
+        self._last_prices[symbol] = price
+
+    def cached_price(self, symbol: str) -> Decimal | None:
+        return self._last_prices.get(symbol)
 
     def _download_symbols(self) -> dict[str, SymbolRules]:
         if time.monotonic() < self._retry_at:
@@ -315,6 +399,7 @@ class BinanceExchange:
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.mode = settings.trading_mode
+        self.stop_limit_gap = settings.stop_limit_gap_percent
         self.gateway = Gateway(client or make_client(settings))
         self.market = MarketData(self.gateway, settings.quote_asset)
         self._balances: Balances | None = None
@@ -376,6 +461,59 @@ class BinanceExchange:
         with self._lock:
             self._balances = None
 
+    def protect(self, rules: SymbolRules, quantity: Decimal, stop: Decimal | None, target: Decimal | None,
+                entry_id: str) -> Protection:
+        """Place the stop-loss and/or take-profit for what the entry delivered (both: one SELL OCO)."""
+        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        protection = Protection(entry_id, quantity, *protection_levels(rules, stop, target, self.stop_limit_gap))
+        check_protection(rules, protection)
+        legs = protection.legs
+        try:
+            if len(legs) == 2:
+                reply = self.gateway.call(
+                    "create_oco_order", places_order=True, symbol=rules.symbol, side="SELL", quantity=plain(quantity),
+                    listClientOrderId=protection.client_id, aboveType="LIMIT_MAKER",
+                    abovePrice=plain(protection.target), aboveClientOrderId=legs["take_profit"],
+                    belowType="STOP_LOSS_LIMIT", belowStopPrice=plain(protection.stop),
+                    belowPrice=plain(protection.stop_limit), belowTimeInForce="GTC",
+                    belowClientOrderId=legs["stop_loss"])
+                protection = replace(protection, list_id=str(reply["orderListId"]))
+            elif protection.stop is not None:
+                self.gateway.call("create_order", places_order=True, symbol=rules.symbol, side="SELL",
+                                  type="STOP_LOSS_LIMIT", quantity=plain(quantity), stopPrice=plain(protection.stop),
+                                  price=plain(protection.stop_limit), timeInForce="GTC",
+                                  newClientOrderId=legs["stop_loss"])
+            else:
+                self.gateway.call("create_order", places_order=True, symbol=rules.symbol, side="SELL",
+                                  type="LIMIT_MAKER", quantity=plain(quantity), price=plain(protection.target),
+                                  newClientOrderId=legs["take_profit"])
+        except OutcomeUnknown:
+            if not set(legs.values()) <= (self.open_order_ids() or set()):
+                raise
+        finally:
+            self._forget_account()
+        return protection
+
+    def cancel_protection(self, rules: SymbolRules, protection: Protection) -> None:
+        """Lift the protective orders; ExchangeRejected -2011 when none is open any more (one has filled)."""
+        if protection.list_id is not None:
+            self.gateway.call("v3_delete_order_list", symbol=rules.symbol, orderListId=int(protection.list_id))
+        else:
+            self.gateway.call("cancel_order", symbol=rules.symbol, origClientOrderId=protection.client_id)
+        self._forget_account()
+
+    def protection_exit(self, rules: SymbolRules, protection: Protection) -> tuple[str, Fill] | None:
+        """The leg that filled, if one did: (`stop_loss` or `take_profit`, its fill)."""
+        for kind, client_id in protection.legs.items():
+            fill = self.look_up(rules, client_id)
+            if fill is not None and fill.quantity > 0:
+                return kind, fill
+        return None
+
+    def open_order_ids(self) -> set[str] | None:
+        """Client ids of every open order, in one call: how the monitor sees that a stop or target filled."""
+        return {order["clientOrderId"] for order in self.gateway.call("get_open_orders")}
+
     def look_up(self, rules: SymbolRules, client_order_id: str) -> Fill | None:
         """What Binance knows of our order: its fill with the exact fees, or None if it has no such order.
 
@@ -409,6 +547,14 @@ class BinanceExchange:
                              f"it will be looked up again")
 
 
+def check_protection(rules: SymbolRules, protection: Protection) -> None:
+    """Each protective leg must be an order Binance accepts: refuse before sending if it is too small."""
+    for price in (protection.stop_limit, protection.target):
+        problem = price is not None and rules.sell_problem(protection.quantity, price)
+        if problem:
+            raise OrderRefused(problem)
+
+
 def executed_or_rejected(fill: Fill) -> Fill:
     """A market order that executed nothing (EXPIRED, REJECTED) is a failure, not a trade."""
     if fill.quantity <= 0:
@@ -423,6 +569,7 @@ class PaperExchange:
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.quote_asset = settings.quote_asset
+        self.stop_limit_gap = settings.stop_limit_gap_percent
         self.market = MarketData(Gateway(client or make_client(settings)), settings.quote_asset)
         self.balances = Balances({settings.quote_asset: settings.paper_balance_usdt})
         self._lock = threading.Lock()
@@ -469,6 +616,43 @@ class PaperExchange:
             proceeds = self._quote(rules, plan.quantity * plan.price, ROUND_DOWN)
             fee = self._quote(rules, proceeds * PAPER_FEE_RATE, ROUND_UP)
             return self._fill(rules, client_order_id, "SELL", plan.quantity, proceeds, {rules.quote_asset: fee})
+
+    def protect(self, rules: SymbolRules, quantity: Decimal, stop: Decimal | None, target: Decimal | None,
+                entry_id: str) -> Protection:
+        """Paper protective orders rest inside the bot: `protection_exit` fills them when the price crosses."""
+        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        protection = Protection(entry_id, quantity, *protection_levels(rules, stop, target, self.stop_limit_gap))
+        check_protection(rules, protection)
+        return protection
+
+    def cancel_protection(self, rules: SymbolRules, protection: Protection) -> None:
+        if self._triggered(rules, protection):
+            raise ExchangeRejected(-2011, "Unknown order sent.")
+
+    def protection_exit(self, rules: SymbolRules, protection: Protection) -> tuple[str, Fill] | None:
+        triggered = self._triggered(rules, protection)
+        if triggered is None:
+            return None
+        kind, fill_price = triggered
+        plan = OrderPlan(rules, "SELL", quantity=min(protection.quantity, self.free_balance(rules.base_asset)),
+                         price=fill_price)
+        return kind, self.place(plan, protection.legs[kind])
+
+    def _triggered(self, rules: SymbolRules, protection: Protection) -> tuple[str, Decimal] | None:
+        """Like Binance: the target fills at its price once reached; the stop, once triggered, fills at
+        the last price if that is still at or above its limit (a gap below the limit leaves it unfilled)."""
+        price = self.market.cached_price(rules.symbol)
+        if price is None:
+            return None
+        if protection.target is not None and price >= protection.target:
+            return "take_profit", protection.target
+        if protection.stop_limit is not None and protection.stop is not None and \
+                protection.stop_limit <= price <= protection.stop:
+            return "stop_loss", price
+        return None
+
+    def open_order_ids(self) -> set[str] | None:
+        return None
 
     def look_up(self, rules: SymbolRules, client_order_id: str) -> Fill | None:
         """Paper orders complete inside the bot: one without a recorded outcome never happened."""
