@@ -20,15 +20,17 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
+from binance_client import Fill, SymbolRules
 from money import plain
 
 log = logging.getLogger("journal")
 
 SIGNAL_FIELDS = ["DateTime", "TradingPair", "Action", "Strategy", "TimeFrame", "Confidence",
-                 "Decision", "Reason", "Price", "AmountUSDT", "AlertID", "ClientOrderID", "Mode"]
+                 "Decision", "Reason", "Price", "AmountUSDT", "AlertID", "ClientOrderID", "Mode",
+                 "StopLoss", "TakeProfit"]
 TRADE_FIELDS = ["DateTime", "TradingPair", "Action", "TradeAmount", "Price", "OrderID", "Status",
                 "Quantity", "NetQuantity", "Fee", "FeeAsset", "ClientOrderID", "Mode", "Reason",
-                "RealizedPnL", "EntryPrice"]
+                "RealizedPnL", "EntryPrice", "StopLoss", "TakeProfit"]
 INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUSDT", "Quantity", "AlertID", "Mode"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CELL_LENGTH = 300
@@ -198,3 +200,16 @@ class JournalLock:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+
+def fill_from_row(row: Mapping[str, str], quote_asset: str) -> tuple[SymbolRules, Fill, datetime]:
+    """A FILLED trades.csv row read back as the exchange's fill, for replay (ValueError if unreadable)."""
+    rules = SymbolRules.bare(row["TradingPair"], quote_asset)
+    fees = {row["FeeAsset"]: parse_decimal(row["Fee"])} if row["FeeAsset"] else {}
+    fill = Fill(order_id=row["OrderID"], client_order_id=row["ClientOrderID"], status="FILLED",
+                side=row["Action"], quantity=parse_decimal(row["Quantity"]),
+                quote_amount=parse_decimal(row["TradeAmount"]), fees=fees)
+    if fill.side not in ("BUY", "SELL"):
+        raise ValueError(f"unknown action {fill.side!r}")
+    return rules, fill, parse_time(row["DateTime"])

@@ -1,0 +1,77 @@
+"""The score: realized PnL statistics for /status, and `python report.py [LOGS_DIR]`, the same
+summary read from trades.csv alone, so a user can audit the bot without it running."""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from csv_logger import TRADE_FIELDS, CsvFile, fill_from_row
+from money import PRICE_PLACES, plain
+from risk import Ledger
+
+
+def performance(closed: list[tuple[datetime, Decimal]], today: date) -> dict[str, str | int | None]:
+    """The score from the realized PnL of closed trades, oldest first (quote asset, after fees).
+
+    Max drawdown is the largest fall of cumulative realized PnL from its previous peak.
+    """
+    pnls = [pnl for _, pnl in closed]
+    wins = [pnl for pnl in pnls if pnl > 0]
+    losses = [pnl for pnl in pnls if pnl < 0]
+    equity = peak = drawdown = Decimal(0)
+    for pnl in pnls:
+        equity += pnl
+        peak = max(peak, equity)
+        drawdown = max(drawdown, peak - equity)
+    return {
+        "closed_trades": len(pnls),
+        "realized_pnl_total": plain(sum(pnls, Decimal(0))),
+        "realized_pnl_today": plain(sum((pnl for at, pnl in closed if at.date() == today), Decimal(0))),
+        "win_rate_percent": plain((Decimal(100 * len(wins)) / len(pnls)).quantize(Decimal("0.01"))) if pnls else None,
+        "average_win": plain((sum(wins, Decimal(0)) / len(wins)).quantize(PRICE_PLACES)) if wins else None,
+        "average_loss": plain((sum(losses, Decimal(0)) / len(losses)).quantize(PRICE_PLACES)) if losses else None,
+        "max_drawdown": plain(drawdown),
+    }
+
+
+def replay_journal(logs_dir: Path, quote_asset: str) -> dict[str, Ledger]:
+    """Every filled trade in trades.csv, through the same ledger the bot keeps, one per mode."""
+    ledgers: dict[str, Ledger] = {}
+    for row in CsvFile(logs_dir / "trades.csv", TRADE_FIELDS, durable=False).rows():
+        if row["Status"] != "FILLED":
+            continue
+        rules, fill, at = fill_from_row(row, quote_asset)
+        ledger = ledgers.setdefault(row["Mode"], Ledger())
+        if fill.side == "BUY":
+            ledger.add_entry(rules.symbol, fill.received_base(rules), fill.quote_cost(rules), at)
+        elif rules.symbol in ledger.positions:
+            ledger.close(rules.symbol, fill.quantity, fill.quote_proceeds(rules), at)
+    return ledgers
+
+
+def report(logs_dir: Path, quote_asset: str, today: date) -> str:
+    lines = [f"Journal: {logs_dir.resolve()}"]
+    for mode, ledger in sorted(replay_journal(logs_dir, quote_asset).items()):
+        lines.append(f"\n[{mode}]")
+        closed = [(trade.closed_at, trade.realized_pnl) for trade in ledger.closed]
+        lines += [f"  {name.replace('_', ' ')}: {'-' if value is None else value}"
+                  for name, value in performance(closed, today).items()]
+        lines += [f"  open: {symbol} {plain(p.quantity)} at {plain(p.entry_price)} (cost {plain(p.cost)})"
+                  for symbol, p in sorted(ledger.positions.items())]
+    return "\n".join(lines)
+
+
+def main(arguments: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Print the bot's score from its CSV journal.")
+    parser.add_argument("logs_dir", nargs="?", default="logs", help="the LOGS_DIR of the bot (default ./logs)")
+    parser.add_argument("--quote", default="USDT", help="the QUOTE_ASSET of the bot (default USDT)")
+    options = parser.parse_args(arguments)
+    print(report(Path(options.logs_dir), options.quote.upper(), datetime.now(timezone.utc).date()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
