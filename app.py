@@ -26,11 +26,12 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from binance_client import (Exchange, ExchangeError, Fill, OrderPlan, OrderRefused, OutcomeUnknown,
-                            PaperExchange, SymbolRules, make_exchange)
+from binance_client import (Exchange, ExchangeError, ExchangeRejected, Fill, OrderPlan, OrderRefused,
+                            OutcomeUnknown, PaperExchange, Protection, SymbolRules, make_exchange)
 from config import ConfigError, Settings, load_settings
-from csv_logger import Journal, JournalInUse, JournalLock, parse_decimal, parse_time
-from money import plain
+from csv_logger import Journal, JournalInUse, JournalLock, fill_from_row, parse_decimal, parse_time
+from money import PRICE_PLACES, plain
+from report import performance
 from risk import Proposal, Refusal, RiskEngine, Ticket
 from signals import InvalidSignal, Signal, parse_json_object, parse_signal
 
@@ -38,6 +39,7 @@ MAX_BODY_BYTES = 64 * 1024
 ANSWER_DEADLINE_SECONDS = 2.5
 NOT_FOUND_GRACE_SECONDS = 3
 FINAL_STATUSES = ("FILLED", "FAILED")
+PROTECTION_STATUSES = ("OPEN", "CANCELED", "FAILED")
 log = logging.getLogger("bot")
 Clock = Callable[[], datetime]
 
@@ -146,13 +148,26 @@ class Bot:
             balance = None
         limits = self.settings.model_dump(include={
             "trade_amount_usdt", "min_confidence", "min_balance_usdt", "max_risk_per_trade",
-            "max_open_trades", "max_trades_per_day", "cooldown_seconds", "max_signal_age_seconds"}, mode="json")
+            "max_open_trades", "max_trades_per_day", "cooldown_seconds", "max_signal_age_seconds",
+            "min_risk_reward", "max_daily_loss_usdt"}, mode="json")
         with self._lock:
             counters = dict(self.counters)
             open_orders = [order.as_dict() for order in self.open_orders.values()]
+        now = self.clock()
+        snapshot = self.risk.snapshot(now)
+        for symbol, position in snapshot["positions"].items():
+            position |= self._valuation(symbol, Decimal(position["quantity"]), Decimal(position["cost"]))
         return {"mode": self.settings.trading_mode, "quote_asset": self.settings.quote_asset,
-                "balance": balance, **self.risk.snapshot(self.clock()), "open_orders": open_orders,
+                "balance": balance, **snapshot, "open_orders": open_orders,
+                "performance": performance(self.risk.closed_trades(), now.date()),
                 "unwritten_journal_rows": self.journal.unwritten_rows, "limits": limits, "counters": counters}
+
+    def _valuation(self, symbol: str, quantity: Decimal, cost: Decimal) -> dict[str, str | None]:
+        """Current price (cached by the monitor, never fetched per request) and unrealized PnL."""
+        price = self.exchange.market.cached_price(symbol)
+        if price is None:
+            return {"current_price": None, "unrealized_pnl": None}
+        return {"current_price": plain(price), "unrealized_pnl": plain((quantity * price - cost).quantize(PRICE_PLACES))}
 
     def _decide_and_trade(self, signal: Signal, client_order_id: str, now: datetime) -> dict[str, Any]:
         try:
@@ -163,12 +178,17 @@ class Bot:
             return self._reject(signal, now, f"{signal.symbol} does not trade on Binance spot "
                                              f"(against {self.settings.quote_asset})")
         signal = replace(signal, symbol=rules.symbol)
+        if signal.price is not None:
+            self._note_price(rules.symbol, signal.price)
         amount = signal.amount_usdt or self.settings.trade_amount_usdt
         try:
             balance = self.exchange.free_balance(self.settings.quote_asset)
+            entry_price = signal.price
+            if entry_price is None and signal.is_entry and signal.wants_protection:
+                entry_price = self.exchange.market.price(rules.symbol)
         except ExchangeError as error:
-            return self._reject(signal, now, f"cannot read the balance from Binance: {error}")
-        verdict = self.risk.reserve(Proposal(signal, amount, balance, now))
+            return self._reject(signal, now, f"cannot read the balance or price from Binance: {error}")
+        verdict = self.risk.reserve(Proposal(signal, amount, balance, now, entry_price))
         if isinstance(verdict, Refusal):
             return self._reject(signal, now, verdict.reason)
         return self._execute(verdict, rules, amount, client_order_id, now)
@@ -176,6 +196,10 @@ class Bot:
     def _execute(self, ticket: Ticket, rules: SymbolRules, amount: Decimal, client_order_id: str,
                  now: datetime) -> dict[str, Any]:
         signal = ticket.signal
+        if ticket.position is not None and ticket.position.protection is not None:
+            closed_by_exchange = self._lift_protection(ticket, rules, now)
+            if closed_by_exchange is not None:
+                return closed_by_exchange
         try:
             plan = self._plan(ticket, rules, amount)
         except (OrderRefused, ExchangeError) as refused:
@@ -197,7 +221,101 @@ class Bot:
             return self._order_unknown(order, "unexpected error while sending the order: it will be looked up")
         self._forget_order(client_order_id)
         row = self._record_fill(ticket, rules, fill, now)
-        return self._accept(signal, now, row["Reason"], client_order_id, row)
+        reason = row["Reason"]
+        if signal.is_entry and signal.wants_protection:
+            reason += "; " + self._protect(signal, rules, fill, now)
+        return self._accept(signal, now, reason, client_order_id, row)
+
+    def _protect(self, signal: Signal, rules: SymbolRules, fill: Fill, now: datetime) -> str:
+        """Place the stop-loss/take-profit on the exchange. If refused, the position stays recorded and
+        the failure is journalled and shown in /status: it is never silently unprotected."""
+        try:
+            protection = self.exchange.protect(rules, fill.received_base(rules), signal.stop_loss, signal.take_profit,
+                                               fill.client_order_id)
+        except (OrderRefused, ExchangeError) as refused:
+            problem = f"protective order refused: {refused}; the position is NOT protected"
+            log.error("%s %s", rules.symbol, problem)
+            self.risk.set_protection(rules.symbol, None, problem)
+            self.journal.record_trade(self._trade_row(signal, now, "FAILED", problem, fill.client_order_id + "pr") |
+                                      {"Action": "SELL", "StopLoss": signal.stop_loss, "TakeProfit": signal.take_profit})
+            return problem
+        self.risk.set_protection(rules.symbol, protection)
+        description = f"protected by {protection.describe()}"
+        self.journal.record_trade(self._trade_row(signal, now, "OPEN", description, protection.client_id) | {
+            "Action": "SELL", "OrderID": protection.list_id, "Quantity": protection.quantity,
+            "Price": protection.stop_limit, "StopLoss": protection.stop, "TakeProfit": protection.target})
+        return description
+
+    def _lift_protection(self, ticket: Ticket, rules: SymbolRules, now: datetime) -> dict[str, Any] | None:
+        """Before a SELL: cancel the protective orders. If one has already filled, that was the exit:
+        record it instead of selling twice (the answer), else None and the SELL goes on."""
+        assert ticket.position is not None and ticket.position.protection is not None
+        protection, signal = ticket.position.protection, ticket.signal
+        try:
+            self.exchange.cancel_protection(rules, protection)
+        except ExchangeRejected as refused:
+            if refused.code != -2011:
+                self.risk.release(ticket)
+                return self._reject(signal, now, f"cannot cancel the protective orders: {refused}")
+            exit_by_exchange = self.exchange.protection_exit(rules, protection)
+            if exit_by_exchange is not None:
+                kind, fill = exit_by_exchange
+                row = self._record_fill(ticket, rules, fill, now, reason=kind)
+                return self._accept(signal, now, f"already closed on the exchange by its {kind.replace('_', '-')}",
+                                    fill.client_order_id, row)
+        except ExchangeError as error:
+            self.risk.release(ticket)
+            return self._reject(signal, now, f"cannot cancel the protective orders: {error}")
+        self.risk.set_protection(rules.symbol, None)
+        self.journal.record_trade(self._trade_row(signal, now, "CANCELED", "protective orders canceled before selling",
+                                                  protection.client_id) | {"OrderID": protection.list_id})
+        return None
+
+    def watch_protection(self) -> None:
+        """Record exits the exchange made by a stop-loss or take-profit, and protection lifted by hand."""
+        positions = self.risk.protected_positions()
+        if not positions:
+            return
+        open_ids = self.exchange.open_order_ids()
+        for position in positions:
+            assert position.protection is not None
+            if open_ids is not None and set(position.protection.legs.values()) <= open_ids:
+                continue
+            try:
+                self._record_exit_by_exchange(position.protection, SymbolRules.bare(position.symbol, self.settings.quote_asset),
+                                              legs_gone=open_ids is not None)
+            except ExchangeError as error:
+                log.warning("%s: cannot check its protective orders now (%s)", position.symbol, error)
+
+    def monitor(self) -> None:
+        """One pass of the background monitor: fresh prices for open positions, then the protective orders."""
+        try:
+            self.exchange.market.refresh_prices(list(self.risk.state.positions))
+        except ExchangeError as error:
+            log.info("prices not refreshed: %s", error)
+        self.watch_protection()
+
+    def _record_exit_by_exchange(self, protection: Protection, rules: SymbolRules, legs_gone: bool) -> None:
+        now = self.clock()
+        exit_by_exchange = self.exchange.protection_exit(rules, protection)
+        if exit_by_exchange is None:
+            if legs_gone:
+                problem = "protective orders were canceled outside the bot; the position is NOT protected"
+                log.error("%s: %s", rules.symbol, problem)
+                self.risk.set_protection(rules.symbol, None, problem)
+            return
+        ticket = self.risk.claim_exit(rules.symbol, now)
+        if ticket is None:
+            return
+        kind, fill = exit_by_exchange
+        self._record_fill(ticket, rules, fill, now, reason=kind)
+        log.info("%s closed by its %s at %s", rules.symbol, kind, plain(fill.price))
+
+    def _note_price(self, symbol: str, price: Decimal) -> None:
+        """A price from an alert: paper mode checks its protective orders against it at once."""
+        self.exchange.market.note_price(symbol, price)
+        if isinstance(self.exchange, PaperExchange):
+            self.watch_protection()
 
     def _plan(self, ticket: Ticket, rules: SymbolRules, amount: Decimal) -> OrderPlan:
         if ticket.signal.is_entry:
@@ -241,19 +359,20 @@ class Bot:
             outcome = f"ended {fill.status}" if fill else "is not on Binance: it was never placed"
             self._record_failure(order, now, "FAILED", f"settled: order {order.client_order_id} {outcome}")
             return
-        self._record_fill(order.ticket, order.rules, fill, now, prefix="settled: ")
+        self._record_fill(order.ticket, order.rules, fill, now,
+                          reason=f"settled: {order.ticket.signal.action} {order.rules.symbol} filled")
         log.info("order %s settled: %s", order.client_order_id, fill.status)
 
     def _record_fill(self, ticket: Ticket, rules: SymbolRules, fill: Fill, now: datetime,
-                     prefix: str = "") -> dict[str, Any]:
+                     reason: str | None = None) -> dict[str, Any]:
         signal = ticket.signal
         pnl = entry_price = None
         if signal.is_entry:
             self.risk.confirm_entry(ticket, fill.received_base(rules), fill.quote_cost(rules))
         else:
-            closed = self.risk.confirm_exit(ticket)
-            pnl, entry_price = fill.quote_proceeds(rules) - closed.cost, closed.entry_price
-        row = self._trade_row(signal, now, "FILLED", f"{prefix}{signal.action} {rules.symbol} filled",
+            closed, pnl = self.risk.confirm_exit(ticket, fill.quantity, fill.quote_proceeds(rules), now)
+            entry_price = closed.entry_price
+        row = self._trade_row(signal, now, "FILLED", reason or f"{signal.action} {rules.symbol} filled",
                               fill.client_order_id) | {
             "TradeAmount": fill.quote_amount, "Price": fill.price, "OrderID": fill.order_id,
             "Quantity": fill.quantity, "NetQuantity": fill.received_base(rules) if signal.is_entry else fill.quantity,
@@ -281,21 +400,38 @@ class Bot:
             if row["Mode"] != self.settings.trading_mode:
                 continue
             outcomes[row["ClientOrderID"]] = row["Status"]
+            if row["Status"] in PROTECTION_STATUSES:
+                self._restore_protection(row)
             if row["Status"] != "FILLED":
                 continue
             try:
-                rules, fill, at = self._fill_from_row(row)
+                rules, fill, at = fill_from_row(row, self.settings.quote_asset)
             except ValueError:
                 log.warning("trades.csv: skipping an unreadable row from %s", row["DateTime"])
                 continue
-            self.risk.restore_fill(rules.symbol, fill.side, fill.received_base(rules), fill.quote_cost(rules), at)
+            quote = fill.quote_cost(rules) if fill.side == "BUY" else fill.quote_proceeds(rules)
+            self.risk.restore_fill(rules.symbol, fill.side, fill.received_base(rules), quote, at)
             if isinstance(self.exchange, PaperExchange):
                 self.exchange.replay(rules, fill)
         return outcomes
 
+    def _restore_protection(self, row: dict[str, str]) -> None:
+        """A journalled protective order (OPEN), its cancellation, or its refusal (FAILED `...pr`)."""
+        symbol = row["TradingPair"]
+        if row["Status"] == "OPEN":
+            protection = Protection(row["ClientOrderID"][:-2], parse_decimal(row["Quantity"]),
+                                    stop=parse_decimal(row["StopLoss"]) or None,
+                                    stop_limit=parse_decimal(row["Price"]) or None,
+                                    target=parse_decimal(row["TakeProfit"]) or None, list_id=row["OrderID"] or None)
+            self.risk.set_protection(symbol, protection)
+        elif row["Status"] == "CANCELED":
+            self.risk.set_protection(symbol, None)
+        elif row["Action"] == "SELL" and row["ClientOrderID"].endswith("pr"):
+            self.risk.set_protection(symbol, None, row["Reason"])
+
     def _hold_in_flight(self, intent: dict[str, str], at: datetime) -> None:
         """An order sent before a crash with no recorded outcome: hold its slot until it is settled."""
-        rules = self._rules_for(intent["TradingPair"])
+        rules = SymbolRules.bare(intent["TradingPair"], self.settings.quote_asset)
         signal = Signal(symbol=rules.symbol, action=intent["Action"], strategy="recovered", timeframe="",
                         confidence=Decimal(0), alert_id=intent["AlertID"] or None)
         order = OpenOrder(self.risk.hold(signal, at), rules, intent["ClientOrderID"],
@@ -304,19 +440,6 @@ class Bot:
             self.open_orders[order.client_order_id] = order
         log.warning("order %s (%s %s) was in flight when the bot stopped: settling it with %s",
                     order.client_order_id, signal.action, rules.symbol, self.settings.trading_mode)
-
-    def _rules_for(self, symbol: str) -> SymbolRules:
-        quote = self.settings.quote_asset
-        return SymbolRules(symbol=symbol, base_asset=symbol.removesuffix(quote), quote_asset=quote)
-
-    def _fill_from_row(self, row: dict[str, str]) -> tuple[SymbolRules, Fill, datetime]:
-        fees = {row["FeeAsset"]: parse_decimal(row["Fee"])} if row["FeeAsset"] else {}
-        fill = Fill(order_id=row["OrderID"], client_order_id=row["ClientOrderID"], status="FILLED",
-                    side=row["Action"], quantity=parse_decimal(row["Quantity"]),
-                    quote_amount=parse_decimal(row["TradeAmount"]), fees=fees)
-        if fill.side not in ("BUY", "SELL"):
-            raise ValueError(f"unknown action {fill.side!r}")
-        return self._rules_for(row["TradingPair"]), fill, parse_time(row["DateTime"])
 
     def _forget_order(self, client_order_id: str) -> None:
         with self._lock:
@@ -405,12 +528,13 @@ def warm_up(exchange: Exchange) -> None:
         log.warning("Binance not reachable at start-up (%s); each signal will try again", problem)
 
 
-def reconcile_every(bot: Bot, interval: float, stop: threading.Event) -> None:
+def repeat(task: Callable[[], None], interval: float, stop: threading.Event) -> None:
+    """Run a background task every `interval` seconds until `stop`; a failed pass is logged, never fatal."""
     while not stop.wait(interval):
         try:
-            bot.reconcile()
+            task()
         except Exception:
-            log.exception("reconciliation pass failed; trying again in %ss", interval)
+            log.exception("%s failed; trying again in %ss", task.__name__, interval)
 
 
 def create_app(settings: Settings, exchange: Exchange | None = None, clock: Clock = utc_now) -> FastAPI:
@@ -429,15 +553,18 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
         log.info("mode=%s journal=%s restored %d filled trades; open positions: %s", settings.trading_mode,
                  settings.logs_dir.resolve(), restored, ", ".join(bot.risk.state.positions) or "none")
         stop = threading.Event()
-        reconciler = threading.Thread(target=reconcile_every, args=(bot, settings.reconcile_interval_seconds, stop),
-                                      name="reconciler", daemon=True)
-        reconciler.start()
+        workers = [threading.Thread(target=repeat, args=(task, interval, stop), name=task.__name__, daemon=True)
+                   for task, interval in ((bot.reconcile, settings.reconcile_interval_seconds),
+                                          (bot.monitor, settings.monitor_interval_seconds))]
+        for worker in workers:
+            worker.start()
         threading.Thread(target=warm_up, args=(bot.exchange,), name="warm-up", daemon=True).start()
         try:
             yield
         finally:
             stop.set()
-            reconciler.join()
+            for worker in workers:
+                worker.join()
             journal_lock.release()
 
     docs = "/docs" if settings.is_paper else None
