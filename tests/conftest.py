@@ -5,6 +5,7 @@ import csv
 import socket
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -61,6 +62,12 @@ class RunningBot:
         answer = self.http.get("/status", headers={"Authorization": f"Bearer {SECRET}"})
         assert answer.status_code == 200, answer.text
         return answer.json()
+
+    def tied_up(self) -> Decimal:
+        """Quote asset the bot's open positions and unsold dust cost: balance = start + realized - tied_up."""
+        status = self.status()
+        return sum((Decimal(p["cost"]) for p in [*status["positions"].values(), *status["dust"].values()]),
+                   Decimal(0))
 
     def signals(self) -> list[dict[str, str]]:
         return read_csv(self.settings.signals_csv)

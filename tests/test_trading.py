@@ -60,7 +60,11 @@ def test_testnet_round_trip_matches_the_exchange(start_bot, fake) -> None:
     assert fake.balance("BTC") == held - sold
     proceeds = D(sell["amount_usdt"]) - D(sell["fee"])
     assert fake.balance("USDT") == D(10000) - D(buy["amount_usdt"]) + proceeds
-    assert D(sell["realized_pnl"]) == proceeds - D(buy["amount_usdt"])
+    dust = bot.status()["dust"]["BTCUSDT"]
+    assert D(dust["quantity"]) == held - sold
+    assert D(dust["cost"]) == (D(buy["amount_usdt"]) * (held - sold) / held).quantize(D("0.00000001"))
+    assert D(sell["realized_pnl"]) == proceeds - (D(buy["amount_usdt"]) - D(dust["cost"]))
+    assert fake.balance("USDT") == D(10000) + D(sell["realized_pnl"]) - bot.tied_up()
     rows = bot.trades()
     assert [r["OrderID"] for r in rows] == [str(o["orderId"]) for o in fake.orders]
     assert D(bot.status()["balance"]) == fake.balance("USDT")
@@ -156,3 +160,20 @@ def test_steady_state_buy_costs_one_rest_call(start_bot, fake) -> None:
     fake.reset_counts()
     filled(bot.send(symbol="ETHUSDT"))
     assert fake.calls == [("POST", "/api/v3/order")]
+
+
+def test_dust_left_by_a_sale_is_sold_with_the_next_position(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, cooldown_seconds=0)
+    filled(bot.send())
+    filled(bot.send(action="sell"))
+    dust = D(bot.status()["dust"]["BTCUSDT"]["quantity"])
+    assert dust == fake.balance("BTC") > 0
+    filled(bot.send())
+    status = bot.status()
+    assert status["dust"] == {}
+    assert D(status["positions"]["BTCUSDT"]["quantity"]) == fake.balance("BTC")
+    sell = filled(bot.send(action="sell"))
+    assert D(sell["quantity"]) == D("0.0002")
+    assert D(bot.status()["dust"]["BTCUSDT"]["quantity"]) == fake.balance("BTC") == D("0.0000096")
+    assert fake.balance("USDT") == D(10000) + sum(D(t["RealizedPnL"]) for t in bot.trades() if t["RealizedPnL"]) \
+        - bot.tied_up()

@@ -26,7 +26,7 @@ def test_text_plain_json_from_tradingview_is_accepted(bot) -> None:
     assert result["decision"] == "ACCEPTED"
     assert result["signal"] == {"symbol": "BTCUSDT", "action": "BUY", "strategy": "ema", "timeframe": "60",
                                 "confidence": "75.5", "price": "50000.10", "amount_usdt": None, "alert_id": None,
-                                "time": None}
+                                "time": None, "stop_loss": None, "take_profit": None}
     assert result["trade"]["status"] == "FILLED"
 
 
