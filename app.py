@@ -296,16 +296,22 @@ class Bot:
         self.watch_protection()
 
     def _record_exit_by_exchange(self, protection: Protection, rules: SymbolRules, legs_gone: bool) -> None:
+        """Claim the exit first, so the monitor and an alert's price check can never both close a position."""
         now = self.clock()
-        exit_by_exchange = self.exchange.protection_exit(rules, protection)
+        ticket = self.risk.claim_exit(rules.symbol, now)
+        if ticket is None:
+            return
+        try:
+            exit_by_exchange = self.exchange.protection_exit(rules, protection)
+        except ExchangeError:
+            self.risk.release(ticket)
+            raise
         if exit_by_exchange is None:
+            self.risk.release(ticket)
             if legs_gone:
                 problem = "protective orders were canceled outside the bot; the position is NOT protected"
                 log.error("%s: %s", rules.symbol, problem)
                 self.risk.set_protection(rules.symbol, None, problem)
-            return
-        ticket = self.risk.claim_exit(rules.symbol, now)
-        if ticket is None:
             return
         kind, fill = exit_by_exchange
         self._record_fill(ticket, rules, fill, now, reason=kind)

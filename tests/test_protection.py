@@ -3,6 +3,7 @@ and the score, each checked against the fake exchange's balances."""
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -224,3 +225,15 @@ def test_the_score_matches_the_balances_and_the_offline_report(start_bot, fake) 
     for name, value in score.items():
         assert f"  {name.replace('_', ' ')}: {value}" in report
     assert f"open: BTCUSDT {position['quantity']} at {position['entry_price']}" in report
+
+
+def test_paper_exit_is_recorded_once_when_alerts_and_the_monitor_race(start_bot, fake) -> None:
+    bot = start_bot("paper", fake, monitor_interval_seconds=0.01, cooldown_seconds=0)
+    protected_buy(bot, price="50000")
+    fake.set_price("BTCUSDT", D("56000"))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: bot.send(symbol="ETHUSDT", action="sell", price="3000"), range(8)))
+        list(pool.map(lambda _: bot.send(symbol="BTCUSDT", action="sell", price="56000"), range(8)))
+    wait_until(lambda: len(exits(bot)) == 1)
+    assert len(exits(bot)) == 1 and exits(bot)[0]["Reason"] == "take_profit"
+    assert D(bot.status()["balance"]) == D(1000) + D(exits(bot)[0]["RealizedPnL"]) - bot.tied_up()
