@@ -578,9 +578,11 @@ class PaperExchange:
         self.market.symbols()
 
     def resolve(self, raw_symbol: str) -> SymbolRules | None:
+        """Binance's symbol list when it answers; otherwise (no network, a region Binance blocks with
+        HTTP 451, ...) paper mode goes on with offline rules."""
         try:
             return self.market.resolve(raw_symbol)
-        except ExchangeUnreachable:
+        except ExchangeError:
             return self._offline_rules(raw_symbol)
 
     def free_balance(self, asset: str) -> Decimal:

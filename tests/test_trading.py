@@ -31,6 +31,13 @@ def test_paper_round_trip_without_network(start_bot) -> None:
     assert [t["Status"] for t in bot.trades()] == ["FILLED", "FILLED"]
 
 
+def test_paper_mode_goes_on_offline_when_binance_blocks_the_region(start_bot, fake) -> None:
+    fake.inject("GET", "/api/v3/exchangeInfo", status=451, msg="Service unavailable from a restricted location",
+                times=5)
+    trade = filled(start_bot("paper", fake).send(price="50000"))
+    assert D(trade["price"]) == D("50025")
+
+
 def test_paper_buy_without_price_and_without_network_is_rejected(start_bot) -> None:
     answer = start_bot("paper").send().json()
     assert answer["decision"] == "REJECTED"
@@ -143,14 +150,14 @@ def test_exchange_down_rejects_signals_with_the_reason(start_bot) -> None:
 
 
 def test_exchange_gone_mid_order_is_unknown_and_keeps_the_slot(start_bot, fake) -> None:
-    bot = start_bot("testnet", fake, max_open_trades=1)
-    bot.status()
+    bot = start_bot("testnet", fake, max_open_trades=2)
+    filled(bot.send(symbol="ETHUSDT"))
     fake.stop()
     answer = bot.send().json()
     assert answer["trade"]["status"] == "UNKNOWN"
     assert answer["reason"].startswith("order outcome unknown: Binance connection lost: the order may or may not exist; "
                                        "cannot look up order")
-    assert bot.status()["open_trades"] == 1
+    assert bot.status()["open_trades"] == 2
     assert bot.trades()[-1]["Status"] == "UNKNOWN"
 
 
