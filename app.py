@@ -22,11 +22,12 @@ from fastapi.responses import JSONResponse
 
 from binance_client import (Exchange, ExchangeError, Fill, OrderRefused, OutcomeUnknown, PaperExchange,
                             SymbolRules, make_exchange)
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, JournalStorage, Settings, journal_storage, load_settings
 from csv_logger import Journal, parse_decimal, parse_time
 from money import plain
 from risk import Proposal, Refusal, RiskEngine, Ticket
 from signals import InvalidSignal, Signal, parse_json_object, parse_signal
+from telegram import TelegramNotifier, order_failed_message, order_filled_message, start_up_message
 
 MAX_BODY_BYTES = 64 * 1024
 log = logging.getLogger("bot")
@@ -44,10 +45,12 @@ def new_client_order_id() -> str:
 class Bot:
     """Turns one valid signal into a decision, an order if allowed, and journal rows."""
 
-    def __init__(self, settings: Settings, exchange: Exchange, journal: Journal, clock: Clock = utc_now) -> None:
+    def __init__(self, settings: Settings, exchange: Exchange, journal: Journal, notifier: TelegramNotifier,
+                 clock: Clock = utc_now) -> None:
         self.settings = settings
         self.exchange = exchange
         self.journal = journal
+        self.notifier = notifier
         self.clock = clock
         self.risk = RiskEngine(settings, clock().date())
         self.counters = {"accepted": 0, "rejected": 0, "filled": 0, "failed": 0, "unknown": 0}
@@ -147,6 +150,7 @@ class Bot:
             "Quantity": fill.quantity, "NetQuantity": fill.received_base(rules) if signal.is_entry else fill.quantity,
             "Fee": fill.fee, "FeeAsset": fill.fee_asset, "RealizedPnL": pnl, "EntryPrice": entry_price}
         self.journal.record_trade(row)
+        self.notifier.notify(order_filled_message(row, self.settings.quote_asset))
         self._count("filled")
         return self._accept(signal, now, reason, trade_answer(row))
 
@@ -155,6 +159,7 @@ class Bot:
         row = self._trade_row(signal, now, status, reason, client_order_id) | {
             "TradeAmount": amount if signal.is_entry else None}
         self.journal.record_trade(row)
+        self.notifier.notify(order_failed_message(row))
         self._count(status.lower())
         return self._accept(signal, now, f"order {status.lower()}: {reason}", trade_answer(row))
 
@@ -257,18 +262,62 @@ def warm_up(exchange: Exchange) -> None:
         log.warning("Binance not reachable at start-up (%s); each signal will try again", problem)
 
 
+def describe_limits(settings: Settings) -> str:
+    quote = settings.quote_asset
+    return (f"{plain(settings.trade_amount_usdt)} {quote} per BUY, "
+            f"confidence >= {plain(settings.min_confidence)}, "
+            f"free balance >= {plain(settings.min_balance_usdt)} {quote}, "
+            f"at most {plain(settings.max_risk_per_trade)} {quote} per trade, "
+            f"{settings.max_open_trades} open trades, {settings.max_trades_per_day} BUYs per UTC day, "
+            f"cooldown {settings.cooldown_seconds}s")
+
+
+def describe_rebuilt(bot: Bot, restored: int) -> str:
+    """What the journal replay gave back: positions, today's count, running cooldowns, paper balance."""
+    settings, now, quote = bot.settings, bot.clock(), bot.settings.quote_asset
+    positions = ", ".join(f"{symbol} {plain(p.quantity)} (cost {plain(p.cost)} {quote})"
+                          for symbol, p in bot.risk.state.positions.items()) or "none"
+    cooling = [f"{symbol} {action}" for (symbol, action), at in bot.risk.state.last_trade_at.items()
+               if (now - at).total_seconds() < settings.cooldown_seconds]
+    text = (f"rebuilt from trades.csv: {restored} filled trade(s); open positions: {positions}; "
+            f"BUYs today: {bot.risk.state.trades_today}; cooldowns running: {', '.join(cooling) or 'none'}")
+    if isinstance(bot.exchange, PaperExchange):
+        text += f"; paper balance {plain(bot.exchange.free_balance(quote))} {quote}"
+    return text
+
+
+def announce_start_up(bot: Bot, restored: int, storage: JournalStorage) -> None:
+    """Log what the bot starts with, one line per topic (never a secret), and send it to Telegram."""
+    settings = bot.settings
+    report = [f"mode {settings.trading_mode}, quote asset {settings.quote_asset}",
+              f"limits: {describe_limits(settings)}",
+              f"journal: {storage.path}", describe_rebuilt(bot, restored),
+              f"telegram alerts: {'on' if settings.telegram_enabled else 'off'}"]
+    if settings.railway_public_domain:
+        report.append(f"TradingView webhook URL: https://{settings.railway_public_domain}/webhook")
+    for line in report:
+        log.info("start-up: %s", line)
+    if storage.warning:
+        log.warning("start-up: %s", storage.warning)
+        report.append(f"WARNING: {storage.warning}")
+    bot.notifier.notify(start_up_message(settings.trading_mode, report))
+
+
 def create_app(settings: Settings, exchange: Exchange | None = None, clock: Clock = utc_now) -> FastAPI:
-    bot = Bot(settings, exchange or make_exchange(settings), Journal(settings.logs_dir), clock)
+    notifier = TelegramNotifier(settings)
+    bot = Bot(settings, exchange or make_exchange(settings), Journal(settings.logs_dir), notifier, clock)
+    storage = journal_storage(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restored = bot.restore()
         if settings.trading_mode == "live":
             log.warning("LIVE TRADING: orders use real money on Binance")
-        log.info("mode=%s journal=%s restored %d filled trades; open positions: %s", settings.trading_mode,
-                 settings.logs_dir.resolve(), restored, ", ".join(bot.risk.state.positions) or "none")
+        notifier.start()
+        announce_start_up(bot, restored, storage)
         threading.Thread(target=warm_up, args=(bot.exchange,), name="warm-up", daemon=True).start()
         yield
+        notifier.stop()
 
     docs = "/docs" if settings.is_paper else None
     app = FastAPI(title="TradingView to Binance bot", lifespan=lifespan, docs_url=docs, redoc_url=None,
@@ -283,7 +332,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     def status(request: Request) -> Any:
         if not secret_matches(bearer_token(request), settings):
             return error(401, "missing or wrong secret (send Authorization: Bearer <WEBHOOK_SECRET_KEY>)")
-        return bot.status()
+        return bot.status() | {"telegram_alerts": settings.telegram_enabled}
 
     @app.post("/webhook")
     async def webhook(request: Request) -> Any:
