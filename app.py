@@ -30,6 +30,7 @@ from signals import InvalidSignal, Signal, parse_json_object, parse_signal
 from telegram import TelegramNotifier, order_failed_message, order_filled_message, start_up_message
 
 MAX_BODY_BYTES = 64 * 1024
+SECRET_PLACEHOLDER = "YOUR_WEBHOOK_SECRET_KEY"
 log = logging.getLogger("bot")
 Clock = Callable[[], datetime]
 
@@ -303,6 +304,14 @@ def announce_start_up(bot: Bot, restored: int, storage: JournalStorage) -> None:
     bot.notifier.notify(start_up_message(settings.trading_mode, report))
 
 
+def example_alert(settings: Settings, now: datetime) -> dict[str, Any]:
+    """A ready-to-send alert for curl, fresh ids each time; the secret is a placeholder, never the real one."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"secret": SECRET_PLACEHOLDER, "symbol": f"BTC{settings.quote_asset}", "action": "buy",
+            "strategy": "example", "timeframe": "15", "confidence": 100,
+            "alert_id": f"example-{stamp}", "time": stamp}
+
+
 def create_app(settings: Settings, exchange: Exchange | None = None, clock: Clock = utc_now) -> FastAPI:
     notifier = TelegramNotifier(settings)
     bot = Bot(settings, exchange or make_exchange(settings), Journal(settings.logs_dir), notifier, clock)
@@ -332,7 +341,12 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     def status(request: Request) -> Any:
         if not secret_matches(bearer_token(request), settings):
             return error(401, "missing or wrong secret (send Authorization: Bearer <WEBHOOK_SECRET_KEY>)")
-        return bot.status() | {"telegram_alerts": settings.telegram_enabled}
+        journal = {"path": str(storage.path), "persistent": storage.persistent, "warning": storage.warning}
+        return bot.status() | {"journal": journal, "telegram_alerts": settings.telegram_enabled}
+
+    @app.get("/example")
+    def example() -> dict[str, Any]:
+        return example_alert(settings, clock())
 
     @app.post("/webhook")
     async def webhook(request: Request) -> Any:
@@ -356,13 +370,16 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per event with its level, on stdout (Railway shows every stderr line as an error);
+    # log_config=None lets uvicorn's own lines use this format too.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
     except ConfigError as problem:
         sys.exit(str(problem))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                log_level="info")
+                log_level="info", log_config=None)
 
 
 if __name__ == "__main__":
