@@ -134,6 +134,7 @@ class Bot:
             return self._order_failed(signal, now, client_order_id, amount, "UNKNOWN", str(unclear))
         except ExchangeError as error:
             self.risk.release(ticket)
+            log.warning("order %s for %s %s failed: %s", client_order_id, signal.action, signal.symbol, error)
             return self._order_failed(signal, now, client_order_id, amount, "FAILED", str(error))
         return self._order_filled(ticket, rules, fill, now)
 
@@ -151,6 +152,8 @@ class Bot:
             "Quantity": fill.quantity, "NetQuantity": fill.received_base(rules) if signal.is_entry else fill.quantity,
             "Fee": fill.fee, "FeeAsset": fill.fee_asset, "RealizedPnL": pnl, "EntryPrice": entry_price}
         self.journal.record_trade(row)
+        log.info("%s: %s at %s for %s %s, order %s", reason, plain(fill.quantity), plain(fill.price),
+                 plain(fill.quote_amount), self.settings.quote_asset, fill.client_order_id)
         self.notifier.notify(order_filled_message(row, self.settings.quote_asset))
         self._count("filled")
         return self._accept(signal, now, reason, trade_answer(row))
@@ -187,6 +190,7 @@ class Bot:
         return {"decision": "ACCEPTED", "reason": reason, "signal": signal.as_dict(), "trade": trade}
 
     def _reject(self, signal: Signal, now: datetime, reason: str) -> dict[str, Any]:
+        log.info("%s %s rejected: %s", signal.action, signal.symbol, reason)
         self._count("rejected")
         self._record_decision(signal, now, "REJECTED", reason, None)
         return {"decision": "REJECTED", "reason": reason, "signal": signal.as_dict(), "trade": None}

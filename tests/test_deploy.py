@@ -139,3 +139,23 @@ def test_journal_on_the_railway_volume_is_not_warned(start_bot, tmp_path, caplog
     assert "erased on every deploy" not in caplog.text
     assert bot.status()["journal"] == {"path": str((tmp_path / where).resolve()), "persistent": True,
                                        "warning": None}
+
+
+def test_each_decision_is_one_log_line_with_its_level(start_bot, fake, caplog) -> None:
+    bot = start_bot("testnet", fake, cooldown_seconds=0)
+    with caplog.at_level(logging.INFO, logger="bot"):
+        bot.send()
+        bot.send(confidence=10)
+        fake.inject("POST", "/api/v3/order", status=400, code=-2010,
+                    msg="Account has insufficient balance for requested action.")
+        bot.send()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "bot"]
+    order = fake.orders[0]["clientOrderId"]
+    assert ("INFO", f"BUY BTCUSDT filled: 0.0002 at 50000 for 10 USDT, order {order}") in lines
+    assert any(level == "INFO" and text.startswith("BUY BTCUSDT rejected: confidence 10")
+               for level, text in lines)
+    [failed] = [text for level, text in lines if level == "WARNING"]
+    assert failed.startswith("order tvbot-") and failed.endswith(
+        "for BUY BTCUSDT failed: Binance rejected the request: -2010 Account has insufficient balance for "
+        "requested action.")
+    assert all("\n" not in text and SECRET not in text for _, text in lines)
