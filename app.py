@@ -28,18 +28,22 @@ from fastapi.responses import JSONResponse
 
 from binance_client import (Exchange, ExchangeError, ExchangeRejected, Fill, OrderPlan, OrderRefused,
                             OutcomeUnknown, PaperExchange, Protection, SymbolRules, make_exchange)
-from config import ConfigError, Settings, load_settings
+from config import ConfigError, JournalStorage, Settings, journal_storage, load_settings
 from csv_logger import Journal, JournalInUse, JournalLock, fill_from_row, parse_decimal, parse_time
 from money import PRICE_PLACES, plain
 from report import performance
 from risk import Proposal, Refusal, RiskEngine, Ticket
 from signals import InvalidSignal, Signal, parse_json_object, parse_signal
+from telegram import (TelegramNotifier, exit_message, order_failed_message, order_filled_message, paused_message,
+                      resumed_message, start_up_message)
 
 MAX_BODY_BYTES = 64 * 1024
 ANSWER_DEADLINE_SECONDS = 2.5
 NOT_FOUND_GRACE_SECONDS = 3
 FINAL_STATUSES = ("FILLED", "FAILED")
+EXIT_TRIGGERS = {"stop_loss": "stop-loss", "take_profit": "take-profit"}
 PROTECTION_STATUSES = ("OPEN", "CANCELED", "FAILED")
+SECRET_PLACEHOLDER = "YOUR_WEBHOOK_SECRET_KEY"
 log = logging.getLogger("bot")
 Clock = Callable[[], datetime]
 
@@ -73,10 +77,12 @@ class OpenOrder:
 class Bot:
     """Turns one valid signal into a decision, an order if allowed, and journal rows."""
 
-    def __init__(self, settings: Settings, exchange: Exchange, journal: Journal, clock: Clock = utc_now) -> None:
+    def __init__(self, settings: Settings, exchange: Exchange, journal: Journal, notifier: TelegramNotifier,
+                 clock: Clock = utc_now) -> None:
         self.settings = settings
         self.exchange = exchange
         self.journal = journal
+        self.notifier = notifier
         self.clock = clock
         self.risk = RiskEngine(settings, clock().date())
         self.counters = {"accepted": 0, "rejected": 0, "filled": 0, "failed": 0, "unknown": 0}
@@ -119,6 +125,9 @@ class Bot:
             self._pause_marker.unlink(missing_ok=True)
         self.risk.set_paused(paused)
         log.warning("trading %s", "PAUSED: entries are refused until POST /resume" if paused else "resumed")
+        mode = self.settings.trading_mode
+        self.notifier.notify(paused_message(mode, "entries are refused until POST /resume; exits still work")
+                             if paused else resumed_message(mode))
 
     def restore(self) -> int:
         """Rebuild the state from the journal: filled trades, alert ids, pause, and orders left in flight."""
@@ -214,6 +223,7 @@ class Bot:
         except ExchangeError as error:
             self._forget_order(client_order_id)
             self.risk.release(ticket)
+            log.warning("order %s for %s %s failed: %s", client_order_id, signal.action, signal.symbol, error)
             row = self._record_failure(order, now, "FAILED", str(error))
             return self._accept(signal, now, f"order failed: {error}", client_order_id, row)
         except Exception:
@@ -384,6 +394,11 @@ class Bot:
             "Quantity": fill.quantity, "NetQuantity": fill.received_base(rules) if signal.is_entry else fill.quantity,
             "Fee": fill.fee, "FeeAsset": fill.fee_asset, "RealizedPnL": pnl, "EntryPrice": entry_price}
         self.journal.record_trade(row)
+        log.info("%s: %s at %s for %s %s, order %s", row["Reason"], plain(fill.quantity), plain(fill.price),
+                 plain(fill.quote_amount), self.settings.quote_asset, fill.client_order_id)
+        quote = self.settings.quote_asset
+        self.notifier.notify(exit_message(row, quote, EXIT_TRIGGERS[reason]) if reason in EXIT_TRIGGERS
+                             else order_filled_message(row, quote))
         self._count("filled")
         return row
 
@@ -391,6 +406,7 @@ class Bot:
         row = self._trade_row(order.ticket.signal, now, status, reason, order.client_order_id) | {
             "TradeAmount": order.amount}
         self.journal.record_trade(row)
+        self.notifier.notify(order_failed_message(row))
         self._count(status.lower())
         return row
 
@@ -458,6 +474,7 @@ class Bot:
         return {"decision": "ACCEPTED", "reason": reason, "signal": signal.as_dict(), "trade": trade_answer(row)}
 
     def _reject(self, signal: Signal, now: datetime, reason: str) -> dict[str, Any]:
+        log.info("%s %s rejected: %s", signal.action, signal.symbol, reason)
         self._count("rejected")
         self._record_decision(signal, now, "REJECTED", reason, None)
         return {"decision": "REJECTED", "reason": reason, "signal": signal.as_dict(), "trade": None}
@@ -534,6 +551,57 @@ def warm_up(exchange: Exchange) -> None:
         log.warning("Binance not reachable at start-up (%s); each signal will try again", problem)
 
 
+def describe_limits(settings: Settings) -> str:
+    quote = settings.quote_asset
+    return (f"{plain(settings.trade_amount_usdt)} {quote} per BUY, "
+            f"confidence >= {plain(settings.min_confidence)}, "
+            f"free balance >= {plain(settings.min_balance_usdt)} {quote}, "
+            f"at most {plain(settings.max_risk_per_trade)} {quote} per trade, "
+            f"{settings.max_open_trades} open trades, {settings.max_trades_per_day} BUYs per UTC day, "
+            f"cooldown {settings.cooldown_seconds}s, daily loss limit "
+            f"{plain(settings.max_daily_loss_usdt) + ' ' + quote if settings.max_daily_loss_usdt else 'off'}")
+
+
+def describe_rebuilt(bot: Bot, restored: int) -> str:
+    """What the journal replay gave back: positions, today's count, running cooldowns, orders in flight."""
+    settings, now, quote = bot.settings, bot.clock(), bot.settings.quote_asset
+    positions = ", ".join(f"{symbol} {plain(p.quantity)} (cost {plain(p.cost)} {quote})"
+                          for symbol, p in bot.risk.state.positions.items()) or "none"
+    cooling = [f"{symbol} {action}" for (symbol, action), at in bot.risk.state.last_trade_at.items()
+               if (now - at).total_seconds() < settings.cooldown_seconds]
+    text = (f"rebuilt from trades.csv: {restored} filled trade(s); open positions: {positions}; "
+            f"BUYs today: {bot.risk.state.trades_today}; cooldowns running: {', '.join(cooling) or 'none'}; "
+            f"orders still unsettled: {len(bot.open_orders)}; paused: {'yes' if bot.risk.state.paused else 'no'}")
+    if isinstance(bot.exchange, PaperExchange):
+        text += f"; paper balance {plain(bot.exchange.free_balance(quote))} {quote}"
+    return text
+
+
+def announce_start_up(bot: Bot, restored: int, storage: JournalStorage) -> None:
+    """Log what the bot starts with, one line per topic (never a secret), and send it to Telegram."""
+    settings = bot.settings
+    report = [f"mode {settings.trading_mode}, quote asset {settings.quote_asset}",
+              f"limits: {describe_limits(settings)}",
+              f"journal: {storage.path}", describe_rebuilt(bot, restored),
+              f"telegram alerts: {'on' if settings.telegram_enabled else 'off'}"]
+    if settings.railway_public_domain:
+        report.append(f"TradingView webhook URL: https://{settings.railway_public_domain}/webhook")
+    for line in report:
+        log.info("start-up: %s", line)
+    if storage.warning:
+        log.warning("start-up: %s", storage.warning)
+        report.append(f"WARNING: {storage.warning}")
+    bot.notifier.notify(start_up_message(settings.trading_mode, report))
+
+
+def example_alert(settings: Settings, now: datetime) -> dict[str, Any]:
+    """A ready-to-send alert for curl, fresh ids each time; the secret is a placeholder, never the real one."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"secret": SECRET_PLACEHOLDER, "symbol": f"BTC{settings.quote_asset}", "action": "buy",
+            "strategy": "example", "timeframe": "15", "confidence": 100,
+            "alert_id": f"example-{stamp}", "time": stamp}
+
+
 def repeat(task: Callable[[], None], interval: float, stop: threading.Event) -> None:
     """Run a background task every `interval` seconds until `stop`; a failed pass is logged, never fatal."""
     while not stop.wait(interval):
@@ -547,17 +615,19 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     """The app; takes the journal's lock at once (JournalInUse if another bot holds it)."""
     journal_lock = JournalLock(settings.logs_dir)
     journal_lock.acquire()
-    bot = Bot(settings, exchange or make_exchange(settings), Journal(settings.logs_dir), clock)
+    notifier = TelegramNotifier(settings)
+    bot = Bot(settings, exchange or make_exchange(settings), Journal(settings.logs_dir), notifier, clock)
+    storage = journal_storage(settings)
     background: set[asyncio.Future[Any]] = set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        notifier.start()
         restored = bot.restore()
         bot.reconcile()
         if settings.trading_mode == "live":
             log.warning("LIVE TRADING: orders use real money on Binance")
-        log.info("mode=%s journal=%s restored %d filled trades; open positions: %s", settings.trading_mode,
-                 settings.logs_dir.resolve(), restored, ", ".join(bot.risk.state.positions) or "none")
+        announce_start_up(bot, restored, storage)
         stop = threading.Event()
         workers = [threading.Thread(target=repeat, args=(task, interval, stop), name=task.__name__, daemon=True)
                    for task, interval in ((bot.reconcile, settings.reconcile_interval_seconds),
@@ -571,6 +641,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
             stop.set()
             for worker in workers:
                 worker.join()
+            notifier.stop()
             journal_lock.release()
 
     docs = "/docs" if settings.is_paper else None
@@ -589,7 +660,12 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     def status(request: Request) -> Any:
         if not authorised(request):
             return error(401, "missing or wrong secret (send Authorization: Bearer <WEBHOOK_SECRET_KEY>)")
-        return bot.status()
+        journal = {"path": str(storage.path), "persistent": storage.persistent, "warning": storage.warning}
+        return bot.status() | {"journal": journal, "telegram_alerts": settings.telegram_enabled}
+
+    @app.get("/example")
+    def example() -> dict[str, Any]:
+        return example_alert(settings, clock())
 
     def switch_pause(request: Request, paused: bool) -> Any:
         if not authorised(request):
@@ -632,13 +708,16 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per event with its level, on stdout (Railway shows every stderr line as an error);
+    # log_config=None lets uvicorn's own lines use this format too.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
         app = create_app(settings)
     except (ConfigError, JournalInUse) as problem:
         sys.exit(str(problem))
-    uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="info", log_config=None)
 
 
 if __name__ == "__main__":

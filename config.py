@@ -4,6 +4,8 @@ Every setting the bot has lives here and in `.env.example`. Nothing else reads t
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PAPER_SECRET_MIN_LENGTH = 1
 SECRET_MIN_LENGTH = 16
+TELEGRAM_TOKEN_PATTERN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
+TELEGRAM_CHAT_PATTERN = re.compile(r"^(-?[0-9]+|@[A-Za-z][A-Za-z0-9_]{3,})$")
 
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 PositiveMoney = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
@@ -51,6 +55,12 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: Annotated[float, Field(gt=0)] = 30
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     host: str = "0.0.0.0"
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    railway_environment_name: str | None = None
+    railway_volume_mount_path: Path | None = None
+    railway_public_domain: str | None = None
 
     @field_validator("trading_mode", mode="before")
     @classmethod
@@ -81,6 +91,50 @@ class Settings(BaseSettings):
             raise ValueError(f"is required when TRADING_MODE={info.data['trading_mode']}")
         return value
 
+    @field_validator("telegram_chat_id", "railway_environment_name", "railway_volume_mount_path",
+                     "railway_public_domain", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An empty variable means "not set" (an empty path would otherwise mean the current directory)."""
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_looks_like_botfather(cls, value: SecretStr | None) -> SecretStr | None:
+        token = value.get_secret_value().strip() if value is not None else ""
+        if not token:
+            return None
+        if not TELEGRAM_TOKEN_PATTERN.match(token):
+            raise ValueError("must be the token @BotFather gave, like 123456789:AAE... (without 'bot' in front)")
+        return SecretStr(token)
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def _chat_goes_with_token(cls, value: str | None, info: ValidationInfo) -> str | None:
+        has_token = info.data.get("telegram_bot_token") is not None
+        if value is None and has_token:
+            raise ValueError("is required when TELEGRAM_BOT_TOKEN is set (set both or neither)")
+        if value is not None and not has_token and "telegram_bot_token" in info.data:
+            raise ValueError("is set but TELEGRAM_BOT_TOKEN is not (set both or neither)")
+        if value is not None and not TELEGRAM_CHAT_PATTERN.match(value):
+            raise ValueError("must be a numeric chat id (like 123456789 or -1001234567890) or @channelname")
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http://)")
+        return value
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_bot_token is not None and self.telegram_chat_id is not None
+
     @property
     def is_paper(self) -> bool:
         return self.trading_mode == "paper"
@@ -96,6 +150,33 @@ class Settings(BaseSettings):
     @property
     def intents_csv(self) -> Path:
         return self.logs_dir / "intents.csv"
+
+
+LOST_ON_DEPLOY = ("signals.csv and trades.csv (and with them the open positions, today's count and the "
+                  "cooldowns) are erased on every deploy")
+
+
+@dataclass(frozen=True)
+class JournalStorage:
+    """Where the journal lives and whether it survives a redeploy (None: cannot tell, e.g. not on Railway)."""
+    path: Path
+    persistent: bool | None
+    warning: str | None
+
+
+def journal_storage(settings: Settings) -> JournalStorage:
+    """On Railway, only a volume survives a deploy: RAILWAY_VOLUME_MOUNT_PATH is set when one is attached."""
+    path = settings.logs_dir.resolve()
+    mount = settings.railway_volume_mount_path
+    if mount is not None:
+        if path.is_relative_to(mount.resolve()):
+            return JournalStorage(path, True, None)
+        return JournalStorage(path, False, f"LOGS_DIR is {path}, outside the Railway volume mounted at {mount}: "
+                                           f"{LOST_ON_DEPLOY}. Set LOGS_DIR={mount}")
+    if settings.railway_environment_name is not None:
+        return JournalStorage(path, False, f"no Railway volume is attached: {LOST_ON_DEPLOY}. Add a volume to "
+                                           f"this service and set LOGS_DIR to its mount path (e.g. /data)")
+    return JournalStorage(path, None, None)
 
 
 def describe_error(error: dict) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_settings
+from config import ConfigError, journal_storage, load_settings
 from tests.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +106,59 @@ def test_python_app_py_without_a_secret_exits_with_a_clear_message(tmp_path: Pat
     assert run.returncode == 1
     assert "WEBHOOK_SECRET_KEY: is required" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+TOKEN = "123456789:AAE-telegram-token-for-tests_0123456789"
+
+
+def test_telegram_is_off_by_default_and_on_with_token_and_chat() -> None:
+    assert not load_settings(_env_file=None, webhook_secret_key="x").telegram_enabled
+    settings = load_settings(_env_file=None, webhook_secret_key="x", telegram_bot_token=TOKEN,
+                             telegram_chat_id="-1001234567890", telegram_api_url="http://127.0.0.1:9/")
+    assert settings.telegram_enabled and settings.telegram_api_url == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("values, named", [
+    ({"telegram_bot_token": TOKEN}, "TELEGRAM_CHAT_ID: is required when TELEGRAM_BOT_TOKEN is set"),
+    ({"telegram_chat_id": "12345"}, "TELEGRAM_CHAT_ID: is set but TELEGRAM_BOT_TOKEN is not"),
+    ({"telegram_bot_token": "bot" + TOKEN, "telegram_chat_id": "1"}, "TELEGRAM_BOT_TOKEN: must be the token"),
+    ({"telegram_bot_token": TOKEN, "telegram_chat_id": "my chat"}, "TELEGRAM_CHAT_ID: must be a numeric chat id"),
+    ({"telegram_api_url": "api.telegram.org"}, "TELEGRAM_API_URL: must start with https://"),
+])
+def test_telegram_settings_go_together_and_are_checked(values: dict, named: str) -> None:
+    message = settings_error(webhook_secret_key="x", **values)
+    assert named in message
+    assert TOKEN not in message
+
+
+def test_empty_railway_variables_mean_not_on_railway() -> None:
+    settings = load_settings(_env_file=None, webhook_secret_key="x", railway_volume_mount_path="",
+                             railway_environment_name="", railway_public_domain="")
+    assert settings.railway_volume_mount_path is None
+    storage = journal_storage(settings)
+    assert storage.persistent is None and storage.warning is None
+
+
+def test_journal_on_the_railway_volume_is_persistent(tmp_path: Path) -> None:
+    volume = tmp_path / "data"
+    settings = load_settings(_env_file=None, webhook_secret_key="x", railway_environment_name="production",
+                             railway_volume_mount_path=str(volume), logs_dir=volume / "logs")
+    storage = journal_storage(settings)
+    assert storage.persistent is True and storage.warning is None
+    assert storage.path == (volume / "logs").resolve()
+
+
+def test_journal_outside_the_railway_volume_is_called_out(tmp_path: Path) -> None:
+    settings = load_settings(_env_file=None, webhook_secret_key="x", railway_environment_name="production",
+                             railway_volume_mount_path=str(tmp_path / "data"), logs_dir=tmp_path / "logs")
+    storage = journal_storage(settings)
+    assert storage.persistent is False
+    assert "outside the Railway volume" in storage.warning and "erased on every deploy" in storage.warning
+    assert f"LOGS_DIR={tmp_path / 'data'}" in storage.warning
+
+
+def test_railway_without_a_volume_is_called_out() -> None:
+    storage = journal_storage(load_settings(_env_file=None, webhook_secret_key="x",
+                                            railway_environment_name="production"))
+    assert storage.persistent is False
+    assert storage.warning.startswith("no Railway volume is attached")
