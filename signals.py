@@ -6,6 +6,7 @@ so the raw body is parsed whatever the Content-Type says. Numbers may arrive as 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -13,6 +14,10 @@ from typing import Any
 MAX_TEXT_LENGTH = 64
 MAX_ALERT_ID_LENGTH = 128
 MAX_JSON_DEPTH = 3
+MAX_NUMBER_LENGTH = 40
+MAX_NUMBER = Decimal("1e15")
+MAX_DECIMAL_PLACES = 18
+LABEL_PUNCTUATION = " _-./:()[]+#%,&"
 ACTIONS = {"buy": "BUY", "sell": "SELL"}
 
 
@@ -46,10 +51,13 @@ class Signal:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; rejects NaN/Infinity literals and needless nesting."""
+    """The body as a JSON object; rejects NaN/Infinity literals, overlong numbers and needless nesting."""
     try:
-        payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_int=_short_int,
+                             parse_float=_short_float)
+    except InvalidSignal:
+        raise
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise InvalidSignal("body", "is not valid JSON") from None
     if not isinstance(payload, dict):
         raise InvalidSignal("body", "must be a JSON object")
@@ -84,6 +92,24 @@ def symbol_candidates(raw: str, quote_asset: str) -> list[str]:
 
 def _reject_constant(name: str) -> None:
     raise InvalidSignal("body", f"{name} is not a number")
+
+
+def _short_int(text: str) -> int:
+    """Refuse digit strings before int() sees them: converting thousands of digits is slow, and
+    Python refuses more than 4300 with a ValueError."""
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise InvalidSignal("body", "contains a number that is too long")
+    return int(text)
+
+
+def _short_float(text: str) -> float:
+    """Like _short_int; and 1e999999 would be infinity, which no field accepts."""
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise InvalidSignal("body", "contains a number that is too long")
+    number = float(text)
+    if math.isinf(number):
+        raise InvalidSignal("body", "contains a number that is too large")
+    return number
 
 
 def _depth(value: Any) -> int:
@@ -128,9 +154,10 @@ def _text(payload: dict[str, Any], name: str, *, default: str) -> str:
         value = str(value)
     if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
         raise InvalidSignal(name, "must be a text of at most 64 characters")
-    if any(not c.isprintable() for c in value):
-        raise InvalidSignal(name, "must not contain control characters")
-    return value.strip()
+    label = value.strip()
+    if not all(c.isalnum() or c in LABEL_PUNCTUATION for c in label):
+        raise InvalidSignal(name, "may contain only letters, digits, spaces and _ - . / : ( ) [ ] + # % , &")
+    return label
 
 
 def _number(payload: dict[str, Any], name: str, *, required: bool = False, low: Decimal,
@@ -152,15 +179,23 @@ def _decimal(name: str, value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidSignal(name, "must be a number")
     text = str(value).strip()
-    if len(text) > 40:
+    if len(text) > MAX_NUMBER_LENGTH:
         raise InvalidSignal(name, "is too long to be a number")
     try:
         number = Decimal(text)
     except InvalidOperation:
         raise InvalidSignal(name, "must be a number") from None
-    if not number.is_finite() or abs(number) > Decimal("1e15"):
+    if not number.is_finite() or abs(number) > MAX_NUMBER:
         raise InvalidSignal(name, "must be a finite number")
+    if _decimal_places(number) > MAX_DECIMAL_PLACES:
+        raise InvalidSignal(name, f"must have at most {MAX_DECIMAL_PLACES} decimal places")
     return number
+
+
+def _decimal_places(number: Decimal) -> int:
+    """1e-999999 is finite and small, but dividing by it overflows later: bound the exponent too."""
+    exponent = number.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def _alert_id(value: Any) -> str | None:
