@@ -30,13 +30,13 @@ def test_normal_strategy_and_timeframe_names_are_accepted(bot, strategy, timefra
     assert (bot.signals()[0]["Strategy"], bot.signals()[0]["TimeFrame"]) == (strategy, timeframe)
 
 
-@pytest.mark.parametrize("field", ["strategy", "timeframe"])
 @pytest.mark.parametrize("text", ["=1+1", "@SUM(A1)", "a;b", "<script>", "x\u202ey", "tab\there", "quote\"d",
                                   "cmd|' /C calc'!A0"])
-def test_strategy_and_timeframe_outside_the_character_set_are_400(bot, field, text) -> None:
-    answer = bot.send(price=50000, **{field: text})
-    assert answer.status_code == 400
-    assert answer.json()["error"].startswith(f"{field}: may contain only")
+def test_strategy_and_timeframe_outside_the_character_set_are_400(bot, text) -> None:
+    for field in ("strategy", "timeframe"):
+        answer = bot.send(price=50000, **{field: text})
+        assert answer.status_code == 400
+        assert answer.json()["error"].startswith(f"{field}: may contain only")
     assert not bot.settings.trades_csv.exists()
 
 
@@ -65,15 +65,15 @@ def test_numbers_out_of_range_are_400_not_500(bot, fields, named) -> None:
     b"-1E+400",
 ], ids=["10000-digit-int", "4000-digit-int", "5000-digit-negative", "1e999999", "20000-decimals",
         "20000-digit-float", "-1E+400"])
-@pytest.mark.parametrize("field", ["confidence", "price", "unused"])
-def test_huge_json_numbers_are_a_quick_400(bot, number, field) -> None:
-    body = b'{"secret": "%s", "symbol": "BTCUSDT", "action": "buy", "confidence": 80, "%s": %s}' % (
-        SECRET.encode(), field.encode(), number)
-    started = time.monotonic()
-    answer = post_raw(bot, body)
-    assert answer.status_code == 400, answer.text
-    assert answer.json()["error"].startswith(("body:", f"{field}:"))
-    assert time.monotonic() - started < 1
+def test_huge_json_numbers_are_a_quick_400(bot, number) -> None:
+    for field in ("confidence", "price", "unused"):
+        body = b'{"secret": "%s", "symbol": "BTCUSDT", "action": "buy", "confidence": 80, "%s": %s}' % (
+            SECRET.encode(), field.encode(), number)
+        started = time.monotonic()
+        answer = post_raw(bot, body)
+        assert answer.status_code == 400, (field, answer.text)
+        assert answer.json()["error"].startswith(("body:", f"{field}:"))
+        assert time.monotonic() - started < 1
     assert not bot.settings.trades_csv.exists()
 
 
