@@ -26,7 +26,8 @@ from config import ConfigError, Settings, load_settings
 from csv_logger import Journal, parse_decimal, parse_time
 from money import plain
 from risk import Proposal, Refusal, RiskEngine, Ticket
-from signals import InvalidSignal, Signal, parse_json_object, parse_signal
+from security import SERVER_OPTIONS, install_security
+from signals import WEBHOOK_OPENAPI, InvalidSignal, Signal, parse_json_object, parse_signal
 
 MAX_BODY_BYTES = 64 * 1024
 log = logging.getLogger("bot")
@@ -274,6 +275,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     app = FastAPI(title="TradingView to Binance bot", lifespan=lifespan, docs_url=docs, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_paper else None)
     app.state.bot = bot
+    guard = install_security(app, settings)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -285,11 +287,15 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
             return error(401, "missing or wrong secret (send Authorization: Bearer <WEBHOOK_SECRET_KEY>)")
         return bot.status()
 
-    @app.post("/webhook")
+    @app.post("/webhook", openapi_extra=WEBHOOK_OPENAPI)
     async def webhook(request: Request) -> Any:
+        if not guard.allows(request):
+            return error(403, "forbidden")
         body = await read_body(request)
         if body is None:
             return error(413, f"body larger than {MAX_BODY_BYTES // 1024} KiB")
+        if not guard.signature_matches(request, body):
+            return error(401, "missing or wrong signature")
         try:
             payload = parse_json_object(body)
         except InvalidSignal as invalid:
@@ -313,7 +319,7 @@ def main() -> None:
     except ConfigError as problem:
         sys.exit(str(problem))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                log_level="info")
+                log_level="info", **SERVER_OPTIONS)
 
 
 if __name__ == "__main__":

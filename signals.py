@@ -19,6 +19,25 @@ MAX_NUMBER = Decimal("1e15")
 MAX_DECIMAL_PLACES = 18
 LABEL_PUNCTUATION = " _-./:()[]+#%,&"
 ACTIONS = {"buy": "BUY", "sell": "SELL"}
+# The alert message, for the API page and the schema-driven fuzz tests; parse_signal is the authority.
+WEBHOOK_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["symbol", "action", "confidence"],
+    "properties": {
+        "secret": {"type": "string", "description": "WEBHOOK_SECRET_KEY (or send Authorization: Bearer)"},
+        "symbol": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": "^[A-Za-z0-9:/._-]+$",
+                   "description": "or `ticker`: BTCUSDT, BINANCE:BTCUSDT, BTC/USDT, BTC, ..."},
+        "action": {"type": "string", "enum": ["buy", "sell"], "description": "or `side`; any case"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 100},
+        "strategy": {"type": "string", "maxLength": MAX_TEXT_LENGTH},
+        "timeframe": {"type": "string", "maxLength": MAX_TEXT_LENGTH},
+        "price": {"type": "number", "exclusiveMinimum": 0},
+        "amount_usdt": {"type": "number", "exclusiveMinimum": 0},
+        "alert_id": {"type": "string", "maxLength": MAX_ALERT_ID_LENGTH},
+    },
+}
+WEBHOOK_OPENAPI = {"requestBody": {"required": True,
+                                   "content": {"application/json": {"schema": WEBHOOK_BODY_SCHEMA}}}}
 
 
 class InvalidSignal(ValueError):
