@@ -16,11 +16,11 @@ from security import SERVER_OPTIONS
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
+def serve(app: Any, log_level: str = "info") -> Iterator[str]:
     """Run `app` (lifespan included) until the block ends; yields its base URL.
 
     log_config=None leaves logging alone, so uvicorn's records reach pytest's log capture."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, workers=1, log_config=None, log_level="info",
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, workers=1, log_config=None, log_level=log_level,
                             **SERVER_OPTIONS)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
