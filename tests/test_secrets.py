@@ -6,7 +6,7 @@ import hmac
 import json
 import logging
 
-import httpx
+import httpx2
 import pytest
 
 from app import create_app
@@ -20,17 +20,17 @@ HMAC_KEY = "hmac-key-Zx8Cv6Bn4Mq2Wr0Ty7Ui5"
 SECRETS = {"WEBHOOK_SECRET_KEY": SECRET, "WEBHOOK_HMAC_KEY": HMAC_KEY, "BINANCE_API_KEY": API_KEY,
            "BINANCE_API_SECRET": API_SECRET}
 LOGGERS = ["", "bot", "journal", "security", "binance", "urllib3", "requests", "uvicorn", "uvicorn.error",
-           "uvicorn.access", "uvicorn.asgi", "httpx", "httpcore", "asyncio", "fastapi", "starlette"]
+           "uvicorn.access", "uvicorn.asgi", "httpx2", "httpcore2", "asyncio", "fastapi", "starlette"]
 
 
 class Session:
     """Requests to the bot; keeps every answer (status line, headers, body) to search afterwards."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url)
+        self.http = httpx2.Client(base_url=url)
         self.answers: list[str] = []
 
-    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def request(self, method: str, path: str, **kwargs) -> httpx2.Response:
         answer = self.http.request(method, path, **kwargs)
         self.answers.append(f"{answer.status_code} {answer.headers} {answer.text}")
         return answer

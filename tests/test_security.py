@@ -8,7 +8,7 @@ import time
 from ipaddress import ip_address
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -168,11 +168,11 @@ def test_real_server_takes_the_socket_peer_and_ignores_forwarding_headers(make_s
     """uvicorn would otherwise believe X-Forwarded-For on connections from 127.0.0.1."""
     settings = make_settings("paper", allowed_ips="tradingview")
     with serve(create_app(settings)) as url:
-        answer = httpx.post(f"{url}/webhook", json=alert(), headers={"X-Forwarded-For": TRADINGVIEW})
+        answer = httpx2.post(f"{url}/webhook", json=alert(), headers={"X-Forwarded-For": TRADINGVIEW})
         assert answer.status_code == 403
         assert "server" not in answer.headers
     with serve(create_app(make_settings("paper", allowed_ips="127.0.0.1"))) as url:
-        assert httpx.post(f"{url}/webhook", json=alert()).status_code == 200
+        assert httpx2.post(f"{url}/webhook", json=alert()).status_code == 200
 
 
 # ----- allow-list ----------------------------------------------------------------------------------
