@@ -18,6 +18,7 @@ MAX_NUMBER_LENGTH = 40
 MAX_NUMBER = Decimal("1e15")
 MAX_DECIMAL_PLACES = 18
 LABEL_PUNCTUATION = " _-./:()[]+#%,&"
+LABEL_PATTERN = r"^[\w ./:()\[\]+#%,&-]*$"  # \w: what str.isalnum() accepts, and _
 ACTIONS = {"buy": "BUY", "sell": "SELL"}
 # The alert message, for the API page and the schema-driven fuzz tests; parse_signal is the authority.
 WEBHOOK_BODY_SCHEMA: dict[str, Any] = {
@@ -29,8 +30,8 @@ WEBHOOK_BODY_SCHEMA: dict[str, Any] = {
                    "description": "or `ticker`: BTCUSDT, BINANCE:BTCUSDT, BTC/USDT, BTC, ..."},
         "action": {"type": "string", "enum": ["buy", "sell"], "description": "or `side`; any case"},
         "confidence": {"type": "number", "minimum": 0, "maximum": 100},
-        "strategy": {"type": "string", "maxLength": MAX_TEXT_LENGTH},
-        "timeframe": {"type": "string", "maxLength": MAX_TEXT_LENGTH},
+        "strategy": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": LABEL_PATTERN},
+        "timeframe": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": LABEL_PATTERN},
         "price": {"type": "number", "exclusiveMinimum": 0},
         "amount_usdt": {"type": "number", "exclusiveMinimum": 0},
         "alert_id": {"type": "string", "maxLength": MAX_ALERT_ID_LENGTH},
