@@ -33,7 +33,8 @@ from csv_logger import Journal, JournalInUse, JournalLock, fill_from_row, parse_
 from money import PRICE_PLACES, plain
 from report import performance
 from risk import Proposal, Refusal, RiskEngine, Ticket
-from signals import InvalidSignal, Signal, parse_json_object, parse_signal
+from security import SERVER_OPTIONS, install_security
+from signals import WEBHOOK_OPENAPI, InvalidSignal, Signal, parse_json_object, parse_signal
 from telegram import (TelegramNotifier, exit_message, order_failed_message, order_filled_message, paused_message,
                       resumed_message, start_up_message)
 
@@ -648,6 +649,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     app = FastAPI(title="TradingView to Binance bot", lifespan=lifespan, docs_url=docs, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_paper else None)
     app.state.bot = bot
+    guard = install_security(app, settings)
 
     def authorised(request: Request) -> bool:
         return secret_matches(bearer_token(request), settings)
@@ -681,11 +683,15 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     def resume(request: Request) -> Any:
         return switch_pause(request, False)
 
-    @app.post("/webhook")
+    @app.post("/webhook", openapi_extra=WEBHOOK_OPENAPI)
     async def webhook(request: Request) -> Any:
+        if not guard.allows(request):
+            return error(403, "forbidden")
         body = await read_body(request)
         if body is None:
             return error(413, f"body larger than {MAX_BODY_BYTES // 1024} KiB")
+        if not guard.signature_matches(request, body):
+            return error(401, "missing or wrong signature")
         try:
             payload = parse_json_object(body)
         except InvalidSignal as invalid:
@@ -717,7 +723,8 @@ def main() -> None:
         app = create_app(settings)
     except (ConfigError, JournalInUse) as problem:
         sys.exit(str(problem))
-    uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="info", log_config=None)
+    uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="info", log_config=None,
+                **SERVER_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PAPER_SECRET_MIN_LENGTH = 1
 SECRET_MIN_LENGTH = 16
 TELEGRAM_TOKEN_PATTERN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
 TELEGRAM_CHAT_PATTERN = re.compile(r"^(-?[0-9]+|@[A-Za-z][A-Za-z0-9_]{3,})$")
+# The addresses TradingView sends webhooks from (its "About webhooks" help page).
+TRADINGVIEW_ADDRESSES = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
+
+Network = IPv4Network | IPv6Network
 
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 PositiveMoney = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
@@ -61,6 +66,12 @@ class Settings(BaseSettings):
     railway_environment_name: str | None = None
     railway_volume_mount_path: Path | None = None
     railway_public_domain: str | None = None
+    trust_proxy_headers: bool = False
+    allowed_ips: Annotated[tuple[Network, ...], NoDecode] = ()
+    webhook_hmac_key: SecretStr | None = None
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
+    auth_failure_limit: Annotated[int, Field(ge=1)] = 5
+    auth_lockout_seconds: Annotated[int, Field(ge=1)] = 900
 
     @field_validator("trading_mode", mode="before")
     @classmethod
@@ -135,6 +146,20 @@ class Settings(BaseSettings):
     def telegram_enabled(self) -> bool:
         return self.telegram_bot_token is not None and self.telegram_chat_id is not None
 
+    @field_validator("allowed_ips", mode="before")
+    @classmethod
+    def _parse_allowed_ips(cls, value: object) -> object:
+        return parse_ip_list(value) if isinstance(value, str) else value
+
+    @field_validator("webhook_hmac_key")
+    @classmethod
+    def _hmac_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < SECRET_MIN_LENGTH:
+            raise ValueError(f"must be at least {SECRET_MIN_LENGTH} characters (or empty: no signatures)")
+        return value
+
     @property
     def is_paper(self) -> bool:
         return self.trading_mode == "paper"
@@ -177,6 +202,23 @@ def journal_storage(settings: Settings) -> JournalStorage:
         return JournalStorage(path, False, f"no Railway volume is attached: {LOST_ON_DEPLOY}. Add a volume to "
                                            f"this service and set LOGS_DIR to its mount path (e.g. /data)")
     return JournalStorage(path, None, None)
+
+
+def parse_ip_list(text: str) -> tuple[Network, ...]:
+    """`ALLOWED_IPS`: comma-separated addresses or networks (CIDR); `tradingview` means its four addresses."""
+    networks: list[Network] = []
+    bad: list[str] = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        if entry.lower() == "tradingview":
+            networks += [ip_network(address) for address in TRADINGVIEW_ADDRESSES]
+            continue
+        try:
+            networks.append(ip_network(entry))
+        except ValueError:
+            bad.append(entry[:50])
+    if bad:
+        raise ValueError("not an IP address, a network like 10.0.0.0/8, or 'tradingview': " + ", ".join(bad))
+    return tuple(networks)
 
 
 def describe_error(error: dict) -> str:

@@ -14,6 +14,7 @@ import fcntl
 import io
 import logging
 import os
+import re
 import threading
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -35,6 +36,7 @@ INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUS
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CELL_LENGTH = 300
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_AFTER_SEMICOLON = re.compile(r"(;\s*)(?=[=+\-@])")
 BOM = "\ufeff"
 
 Cell = str | Decimal | int | datetime | None
@@ -54,9 +56,14 @@ def format_cell(value: Cell) -> str:
 
 
 def safe_text(text: str) -> str:
-    """Remove control characters, cap the length, and stop Excel reading the cell as a formula."""
+    """Remove control characters, cap the length, and stop Excel or LibreOffice reading the cell as a formula.
+
+    A leading `'` makes the cell plain text. Excel in locales whose list separator is `;` splits a
+    comma-separated file's cells at `;`, so a formula character right after one is quoted too.
+    """
     cleaned = "".join(c for c in text if c.isprintable())[:MAX_CELL_LENGTH]
-    if cleaned.startswith(FORMULA_STARTS) or text.startswith(FORMULA_STARTS):
+    cleaned = FORMULA_AFTER_SEMICOLON.sub(r"\1'", cleaned)
+    if text.startswith(FORMULA_STARTS) or cleaned.lstrip().startswith(FORMULA_STARTS):
         cleaned = "'" + cleaned
     return cleaned
 

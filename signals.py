@@ -6,6 +6,7 @@ so the raw body is parsed whatever the Content-Type says. Numbers may arrive as 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -14,7 +15,34 @@ from typing import Any
 MAX_TEXT_LENGTH = 64
 MAX_ALERT_ID_LENGTH = 128
 MAX_JSON_DEPTH = 3
+MAX_NUMBER_LENGTH = 40
+MAX_NUMBER = Decimal("1e15")
+MAX_DECIMAL_PLACES = 18
+LABEL_PUNCTUATION = " _-./:()[]+#%,&"
+LABEL_PATTERN = r"^[\w ./:()\[\]+#%,&-]*$"  # \w: what str.isalnum() accepts, and _
 ACTIONS = {"buy": "BUY", "sell": "SELL"}
+# The alert message, for the API page and the schema-driven fuzz tests; parse_signal is the authority.
+WEBHOOK_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["symbol", "action", "confidence"],
+    "properties": {
+        "secret": {"type": "string", "description": "WEBHOOK_SECRET_KEY (or send Authorization: Bearer)"},
+        "symbol": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": "^[A-Za-z0-9:/._-]+$",
+                   "description": "or `ticker`: BTCUSDT, BINANCE:BTCUSDT, BTC/USDT, BTC, ..."},
+        "action": {"type": "string", "enum": ["buy", "sell"], "description": "or `side`; any case"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 100},
+        "strategy": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": LABEL_PATTERN},
+        "timeframe": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": LABEL_PATTERN},
+        "price": {"type": "number", "exclusiveMinimum": 0},
+        "amount_usdt": {"type": "number", "exclusiveMinimum": 0},
+        "alert_id": {"type": "string", "maxLength": MAX_ALERT_ID_LENGTH},
+        "time": {"type": "string", "format": "date-time", "description": "{{timenow}}: stale alerts are refused"},
+        "stop_loss": {"type": "number", "exclusiveMinimum": 0, "description": "BUY: stop price placed on Binance"},
+        "take_profit": {"type": "number", "exclusiveMinimum": 0, "description": "BUY: target placed on Binance"},
+    },
+}
+WEBHOOK_OPENAPI = {"requestBody": {"required": True,
+                                   "content": {"application/json": {"schema": WEBHOOK_BODY_SCHEMA}}}}
 
 
 class InvalidSignal(ValueError):
@@ -53,10 +81,13 @@ class Signal:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object; rejects NaN/Infinity literals and needless nesting."""
+    """The body as a JSON object; rejects NaN/Infinity literals, overlong numbers and needless nesting."""
     try:
-        payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_int=_short_int,
+                             parse_float=_short_float)
+    except InvalidSignal:
+        raise
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise InvalidSignal("body", "is not valid JSON") from None
     if not isinstance(payload, dict):
         raise InvalidSignal("body", "must be a JSON object")
@@ -117,6 +148,24 @@ def _reject_constant(name: str) -> None:
     raise InvalidSignal("body", f"{name} is not a number")
 
 
+def _short_int(text: str) -> int:
+    """Refuse digit strings before int() sees them: converting thousands of digits is slow, and
+    Python refuses more than 4300 with a ValueError."""
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise InvalidSignal("body", "contains a number that is too long")
+    return int(text)
+
+
+def _short_float(text: str) -> float:
+    """Like _short_int; and 1e999999 would be infinity, which no field accepts."""
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise InvalidSignal("body", "contains a number that is too long")
+    number = float(text)
+    if math.isinf(number):
+        raise InvalidSignal("body", "contains a number that is too large")
+    return number
+
+
 def _depth(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + max((_depth(v) for v in value.values()), default=0)
@@ -159,9 +208,10 @@ def _text(payload: dict[str, Any], name: str, *, default: str) -> str:
         value = str(value)
     if not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH:
         raise InvalidSignal(name, "must be a text of at most 64 characters")
-    if any(not c.isprintable() for c in value):
-        raise InvalidSignal(name, "must not contain control characters")
-    return value.strip()
+    label = value.strip()
+    if not all(c.isalnum() or c in LABEL_PUNCTUATION for c in label):
+        raise InvalidSignal(name, "may contain only letters, digits, spaces and _ - . / : ( ) [ ] + # % , &")
+    return label
 
 
 def _number(payload: dict[str, Any], name: str, *, required: bool = False, low: Decimal,
@@ -183,15 +233,23 @@ def _decimal(name: str, value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidSignal(name, "must be a number")
     text = str(value).strip()
-    if len(text) > 40:
+    if len(text) > MAX_NUMBER_LENGTH:
         raise InvalidSignal(name, "is too long to be a number")
     try:
         number = Decimal(text)
     except InvalidOperation:
         raise InvalidSignal(name, "must be a number") from None
-    if not number.is_finite() or abs(number) > Decimal("1e15"):
+    if not number.is_finite() or abs(number) > MAX_NUMBER:
         raise InvalidSignal(name, "must be a finite number")
+    if _decimal_places(number) > MAX_DECIMAL_PLACES:
+        raise InvalidSignal(name, f"must have at most {MAX_DECIMAL_PLACES} decimal places")
     return number
+
+
+def _decimal_places(number: Decimal) -> int:
+    """1e-999999 is finite and small, but dividing by it overflows later: bound the exponent too."""
+    exponent = number.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def _alert_id(value: Any) -> str | None:
