@@ -66,6 +66,8 @@ REJECTED_PER_SECOND = 500
 IDLE_RSS_MB = 80
 LARGE_JOURNAL_STARTUP_S = 2.0
 JOURNAL_GROWTH_MARGIN = 1.25  # "no growth" with room for run-to-run noise
+
+BUSY_MACHINE_SHARE = 0.10  # above this share of CPU used by other processes, the figures are disturbed
 # (exchange ms, concurrency) where the overhead target is judged: see overhead_targets.
 OVERHEAD_JUDGED_AT = ((0, 1), (REALISTIC_ROUND_TRIP_MS, 1), (REALISTIC_ROUND_TRIP_MS, MANY))
 
@@ -494,10 +496,34 @@ def write_journal(logs_dir: Path, signals: int, trades: int) -> float:
 
 # ----- the measurements --------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds so far: the machine's busy and total time (all cores), and this process's with its children."""
+    machine_busy: float
+    machine_total: float
+    ours: float
+
+    @classmethod
+    def now(cls) -> CpuUse:
+        ticks = os.sysconf("SC_CLK_TCK")
+        user, nice, system, idle, iowait, irq, softirq, steal = (
+            int(value) / ticks for value in Path("/proc/stat").read_text().split()[1:9])
+        busy = user + nice + system + irq + softirq + steal
+        own = os.times()
+        return cls(busy, busy + idle + iowait, own.user + own.system + own.children_user + own.children_system)
+
+
+def others_share(before: CpuUse, after: CpuUse) -> float:
+    """The share of the machine's CPU that other processes took in between: noise in the figures."""
+    others = (after.machine_busy - before.machine_busy) - (after.ours - before.ours)
+    return max(others, 0.0) / (after.machine_total - before.machine_total)
+
+
 @dataclass
 class Report:
     plan: Plan
     machine: str
+    others_cpu_share: float = 0.0
     startup_empty: list[float] = field(default_factory=list)
     startup_large: list[float] = field(default_factory=list)
     journal_mb: float = 0.0
@@ -560,6 +586,7 @@ def measure_large_journal(fake: TimedFakeBinance, workdir: Path, plan: Plan, rep
 def run(plan: Plan, output: Path) -> str:
     """Measure everything, print the tables and write them to `output`."""
     report = Report(plan, describe_machine())
+    before = CpuUse.now()
     with tempfile.TemporaryDirectory(prefix="bench-") as temp, TimedFakeBinance() as fake:
         fake.set_balance("USDT", "1000000000")
         workdir = Path(temp)
@@ -567,6 +594,7 @@ def run(plan: Plan, output: Path) -> str:
         report.startup_empty = time_startups(fake, workdir / "empty", workdir, plan.startup_runs - 1)
         measure_trading(fake, workdir, plan, report)
         measure_large_journal(fake, workdir, plan, report)
+    report.others_cpu_share = others_share(before, CpuUse.now())
     text = render(report)
     print(text)
     output.write_text(text, encoding="utf-8")
@@ -723,7 +751,10 @@ def render(report: Report) -> str:
              "The bot (`python app.py`, uvicorn, one worker, testnet mode) talks to the fake Binance of "
              "tests/fake_binance.py, served by the bench process on 127.0.0.1; the load comes from the bench "
              f"process too (keep-alive connections): the {os.cpu_count()} cores are shared by all three. "
-             "Latency is the webhook round trip seen by the client.", ""]
+             "Latency is the webhook round trip seen by the client.", "",
+             f"While it ran, other processes used {report.others_cpu_share:.0%} of the machine's CPU time"
+             + (": **busy machine, the figures are disturbed; run again when it is quiet.**"
+                if report.others_cpu_share > BUSY_MACHINE_SHARE else " (quiet enough)."), ""]
     if plan is not FULL:
         lines += [f"**{plan.name.capitalize()} run**: fewer signals ({report.signals_sent:,} on one bot, not 10,000+) "
                   f"and a smaller journal ({plan.journal_signals:,} signal and {plan.journal_trades:,} trade rows, "
