@@ -143,6 +143,11 @@ class TimedFakeBinance(FakeBinance):
         self._served: list[ExchangeCall] = []
         self._request = threading.local()
 
+    def forget_requests(self) -> None:
+        """Start counting and timing afresh."""
+        self.reset_counts()
+        self.take_served()
+
     def take_served(self) -> list[ExchangeCall]:
         with self._lock:
             served, self._served = self._served, []
@@ -396,8 +401,7 @@ class LoadResult:
 def run_load(fake: TimedFakeBinance, port: int, load: Load, seconds: float) -> LoadResult:
     """Send the load and measure it; an accepted signal's overhead is its latency minus its order's exchange time."""
     fake.latency_ms = load.exchange_ms
-    fake.reset_counts()
-    fake.take_served()
+    fake.forget_requests()
     body = ACCEPTED_BUY if load.decision == "ACCEPTED" else REJECTED_BUY
     log(f"{load.count} {load.decision.lower()} signals, concurrency {load.concurrency}, exchange {load.exchange_ms} ms")
     samples, elapsed = send_signals(port, body, load.count, load.concurrency, seconds)
@@ -567,6 +571,7 @@ def measure_trading(fake: TimedFakeBinance, workdir: Path, plan: Plan, report: R
 
     The fake holds the bot's first warm-up call, so the first BUY finds the caches cold."""
     fake.latency_ms = 0
+    fake.forget_requests()  # the warm-ups of the bots started before
     fake.hang("GET", "/api/v3/time", seconds=plan.warm_up_hold_seconds, after_execute=True)
     with running_bot(fake, workdir / "logs", workdir) as bot:
         report.startup_empty.append(bot.startup_seconds)
