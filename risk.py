@@ -230,7 +230,7 @@ def cooldown(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
     last = state.last_trade_at.get((p.signal.symbol, p.signal.action))
     if last is None:
         return None
-    elapsed = (p.now - last).total_seconds()
+    elapsed = max((p.now - last).total_seconds(), 0)  # a parallel trade stamped after p.now: just now
     if elapsed < limits.cooldown_seconds:
         return Refusal("cooldown", f"cooldown: last {p.signal.action} {p.signal.symbol} was {int(elapsed)}s ago, "
                                    f"COOLDOWN_SECONDS is {limits.cooldown_seconds}")

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
+
+from risk import Proposal, RiskState, cooldown
+from signals import Signal
 
 
 class Clock:
@@ -90,6 +94,18 @@ def test_sell_within_cooldown_is_rejected(start_bot) -> None:
     clock.advance(0.5)
     assert decision(bot.send(action="sell", price=50000)) == (
         "REJECTED", "cooldown: last SELL BTCUSDT was 59s ago, COOLDOWN_SECONDS is 60")
+
+
+@pytest.mark.parametrize("cooldown_seconds, refused", [(0, False), (300, True)])
+def test_cooldown_counts_a_parallel_trade_reserved_after_the_signal_read_the_clock_as_just_now(
+        make_settings, cooldown_seconds, refused) -> None:
+    """A signal reads the clock before it waits for the risk lock, so a parallel trade may be stamped later."""
+    at = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    state = RiskState(day=at.date(), last_trade_at={("BTCUSDT", "BUY"): at + timedelta(milliseconds=5)})
+    signal = Signal(symbol="BTCUSDT", action="BUY", strategy="test", timeframe="15", confidence=Decimal(80))
+    refusal = cooldown(Proposal(signal, Decimal(10), Decimal(1000), at), state,
+                       make_settings(cooldown_seconds=cooldown_seconds))
+    assert (refusal is not None) == refused
 
 
 @pytest.mark.parametrize("relaxed, expected_rule", [

@@ -1,0 +1,51 @@
+"""bench.py end to end in quick mode with very small counts: it runs and prints every row (figures unchecked)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import bench
+
+TINY = replace(bench.QUICK, one_by_one=3, concurrent=20, slow_one_by_one=2, slow_concurrent=20,
+               journal_signals=200, journal_trades=20, startup_runs=1, run_seconds=10, warm_up_hold_seconds=0.3)
+
+ROWS = [
+    "## Targets", "## Latency and throughput", "## Bot overhead per accepted BUY", "## Exchange REST calls",
+    "## Memory", "## Start-up",
+    *[f"| {decision} | {exchange} ms | {concurrency} |" for exchange in (0, 150) for concurrency in (1, 20)
+      for decision in ("REJECTED", "ACCEPTED")],
+    *[f"| {exchange} ms | {concurrency} |" for exchange in (0, 150) for concurrency in (1, 20)],
+    "| first BUY, cold caches", "| first BUY after the warm-up |", "| accepted BUY, steady state |",
+    "| accepted SELL", "| rejected signal, steady state |",
+    "| idle, after start-up", "| after ", "| empty |", "| 200 signal rows + 20 trade rows",
+]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    output = tmp_path_factory.mktemp("bench") / "bench_results.md"
+    return bench.run(TINY, output), output
+
+
+def test_quick_run_prints_every_row_and_writes_the_same_tables(results: tuple[str, Path]) -> None:
+    text, output = results
+    missing = [row for row in ROWS if row not in text]
+    assert not missing, text
+    assert output.read_text(encoding="utf-8") == text
+
+
+TARGETS = ["| overhead p50 <= 2 ms (c=1, exchange 0 ms) |", "| overhead p99 <= 10 ms (c=1, exchange 0 ms) |",
+           "| overhead p50 <= 2 ms (c=1, exchange 150 ms) |", "| overhead p99 <= 10 ms (c=1, exchange 150 ms) |",
+           "| overhead p50 <= 2 ms (c=20, exchange 150 ms) |", "| overhead p99 <= 10 ms (c=20, exchange 150 ms) |",
+           "| 1 exchange call per accepted BUY, steady state |", "| >= 500 rejected signals/s (c=20) |",
+           "| idle RSS <= 80 MB |", "| start-up <= 2 s with 200 signal + 20 trade rows |",
+           "| no growth of REJECTED latency with the journal", "| no growth of ACCEPTED latency with the journal"]
+
+
+def test_every_target_has_a_row_with_a_verdict(results: tuple[str, Path]) -> None:
+    text, _ = results
+    for target in TARGETS:
+        [row] = [line for line in text.splitlines() if line.startswith(target)]
+        assert row.endswith(("| PASS |", "| MISS |")), row
