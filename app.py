@@ -135,11 +135,12 @@ class Bot:
         self.risk.set_paused(self._pause_marker.exists())
         outcomes = self._replay_trades()
         for intent in self.journal.intents.rows():
-            if intent["Mode"] != self.settings.trading_mode:
+            in_flight = outcomes.get(intent["ClientOrderID"]) not in FINAL_STATUSES
+            if intent["Mode"] != self.settings.trading_mode or not (intent["AlertID"] or in_flight):
                 continue
             at = parse_time(intent["DateTime"])
             self.risk.remember_alert(intent["AlertID"] or None, at)
-            if outcomes.get(intent["ClientOrderID"]) not in FINAL_STATUSES:
+            if in_flight:
                 self._hold_in_flight(intent, at)
         return sum(1 for status in outcomes.values() if status == "FILLED")
 

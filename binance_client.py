@@ -7,6 +7,7 @@ Exchange info and balances are cached, so a BUY in steady state costs one REST c
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -24,6 +25,7 @@ from money import PRICE_PLACES, floor_to_step, plain
 from signals import symbol_candidates
 
 MARKET_DATA_RETRY_SECONDS = 5
+CONNECTION_POOL_SIZE = 40  # as many as FastAPI's worker threads, so parallel orders never wait for a connection
 LOOKUP_ATTEMPTS = 4
 LOOKUP_PAUSE_SECONDS = 0.4
 PAPER_FEE_RATE = Decimal("0.001")
@@ -74,6 +76,7 @@ class SymbolRules:
     quote_precision: int = 8
 
     @classmethod
+    @functools.lru_cache(maxsize=1024)
     def bare(cls, symbol: str, quote_asset: str) -> SymbolRules:
         """Only the assets, with permissive filters: enough to replay the journal without Binance."""
         return cls(symbol=symbol, base_asset=symbol.removesuffix(quote_asset), quote_asset=quote_asset)
@@ -255,6 +258,9 @@ def make_client(settings: Settings) -> Client:
                     requests_params={"timeout": settings.binance_timeout_seconds})
     if settings.binance_api_url:
         client.API_URL = client.API_TESTNET_URL = settings.binance_api_url.rstrip("/")
+    pool = requests.adapters.HTTPAdapter(pool_maxsize=CONNECTION_POOL_SIZE)
+    client.session.mount("https://", pool)
+    client.session.mount("http://", pool)
     return client
 
 

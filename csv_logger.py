@@ -69,7 +69,8 @@ def safe_text(text: str) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
+    """A journal time (`YYYY-MM-DD HH:MM:SS`, UTC); fromisoformat reads it many times faster than strptime."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 def parse_decimal(text: str) -> Decimal:
@@ -95,56 +96,83 @@ class CsvFile:
         self._backlog: list[str] = []
 
     def append(self, row: Mapping[str, Cell]) -> None:
-        """Write the row; if the file cannot be written now, keep it (and later ones) for the next try."""
+        """Write the row (synced to disk for a durable file) before returning; if the file cannot be
+        written now, keep it, and later ones, for the next try."""
         line = self._encode([format_cell(row.get(name)) for name in self.fields])
         with self._lock:
             self._backlog.append(line)
-            self._write_backlog()
+            written = self._write_backlog()
+        if written is not None:
+            self._sync_and_close(written)
 
     def retry_backlog(self) -> None:
         with self._lock:
-            if self._backlog:
-                self._write_backlog()
+            written = self._write_backlog() if self._backlog else None
+        if written is not None:
+            self._sync_and_close(written)
 
     @property
     def unwritten(self) -> int:
         return len(self._backlog)
 
-    def _write_backlog(self) -> None:
+    def _write_backlog(self) -> IO[str] | None:
+        """Append the kept rows, in order, under the lock; returns the open file for the caller to sync."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             text = "".join(self._backlog)
             if not self._tail_checked:
                 text = self._line_break_after_crash() + text
-            with open(self.path, "a", encoding="utf-8", newline="") as handle:
+            handle = open(self.path, "a", encoding="utf-8", newline="")
+            try:
                 if handle.tell() == 0:
                     text = BOM + self._encode(self.fields) + text.lstrip("\r\n")
                 handle.write(text)
                 handle.flush()
-                if self.durable:
-                    os.fsync(handle.fileno())
+            except OSError:
+                handle.close()
+                raise
         except OSError as error:
             self._tail_checked = False
             log.warning("%s cannot be written (%s): %d row(s) kept in memory, retried on the next write",
                         self.path.name, error.strerror or type(error).__name__, len(self._backlog))
-            return
+            return None
         self._backlog.clear()
         self._tail_checked = True
+        return handle
+
+    def _sync_and_close(self, handle: IO[str]) -> None:
+        """fsync outside the lock: parallel writers share the disk's flush instead of queueing for it."""
+        with handle:
+            if self.durable:
+                try:
+                    os.fsync(handle.fileno())
+                except OSError as error:
+                    log.warning("%s: written but not synced to disk (%s)", self.path.name, error.strerror)
 
     def rows(self) -> Iterator[dict[str, str]]:
-        """The rows written so far; a half-written last line (from a crash) is reported and skipped."""
+        """The rows written so far, streamed. A half-written last line (from a crash) and a row with
+        missing cells are reported and skipped."""
         if not self.path.exists():
             return
+        last_line_complete = self._line_break_after_crash() == ""
         with open(self.path, encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-        complete, _, partial = text.rpartition("\n")
-        if partial:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            previous: list[str] | None = None
+            for cells in reader:
+                if previous is not None:
+                    yield from self._whole_row(header, previous)
+                previous = cells
+        if previous is not None and last_line_complete:
+            yield from self._whole_row(header, previous)
+        elif previous is not None:
             log.warning("%s: ignoring an incomplete last line (the bot was stopped mid-write)", self.path.name)
-        for row in csv.DictReader(io.StringIO(complete + "\n" if complete else "")):
-            if None in row.values() or None in row:
-                log.warning("%s: ignoring an incomplete row from %s", self.path.name, row.get("DateTime"))
-                continue
-            yield row
+
+    def _whole_row(self, header: list[str], cells: list[str]) -> Iterator[dict[str, str]]:
+        if len(cells) == len(header):
+            yield dict(zip(header, cells))
+        else:
+            log.warning("%s: ignoring an incomplete row from %s", self.path.name, cells[0] if cells else "?")
 
     def _line_break_after_crash(self) -> str:
         """A crash mid-write leaves a last line without its end: start the next row on a line of its own."""
