@@ -392,10 +392,14 @@ class LoadResult:
     overheads: list[float]
     seconds: float
     exchange_calls: int
+    background_calls: int
 
     @property
     def per_second(self) -> float:
         return len(self.latencies) / self.seconds
+
+
+BACKGROUND_PATHS = ("/api/v3/ticker/price", "/api/v3/openOrders")  # the monitor's, on its own clock
 
 
 def run_load(fake: TimedFakeBinance, port: int, load: Load, seconds: float) -> LoadResult:
@@ -410,7 +414,8 @@ def run_load(fake: TimedFakeBinance, port: int, load: Load, seconds: float) -> L
     wait_until(lambda: fake.served_count() >= calls, 10, "the fake's last replies")
     exchange = seconds_by_order(fake.take_served())
     overheads = [s.seconds - exchange[s.client_order_id] for s in samples if s.client_order_id]
-    return LoadResult(load, [s.seconds for s in samples], overheads, elapsed, calls)
+    background = sum(fake.count(path) for path in BACKGROUND_PATHS)
+    return LoadResult(load, [s.seconds for s in samples], overheads, elapsed, calls - background, background)
 
 
 def calls_for_one(fake: FakeBinance, port: int, body: bytes) -> list[str]:
@@ -698,6 +703,10 @@ def steady_calls(report: Report, decision: str) -> tuple[int, int]:
     return sum(r.exchange_calls for r in results), sum(len(r.latencies) for r in results)
 
 
+def background_calls(report: Report) -> int:
+    return sum(r.background_calls for r in report.loads)
+
+
 def calls_table(report: Report) -> list[str]:
     buy_calls, buys = steady_calls(report, "ACCEPTED")
     refusal_calls, refusals = steady_calls(report, "REJECTED")
@@ -707,7 +716,9 @@ def calls_table(report: Report) -> list[str]:
             ["accepted BUY, steady state", f"{buy_calls / buys:.2f}", f"{buy_calls} calls for {buys} BUYs"],
             ["accepted SELL (with a price in the alert)", str(len(report.sell_calls)), ", ".join(report.sell_calls)],
             ["rejected signal, steady state", f"{refusal_calls / refusals:.2f}",
-             f"{refusal_calls} calls for {refusals} signals"]]
+             f"{refusal_calls} calls for {refusals} signals"],
+            ["none: the monitor's background price refreshes, whatever the load", str(background_calls(report)),
+             "ticker/price and openOrders, once per MONITOR_INTERVAL_SECONDS"]]
     return table(["signal", "REST calls", "which"], rows)
 
 

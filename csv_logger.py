@@ -190,9 +190,13 @@ class CsvFile:
 
 
 class Journal:
+    """Only intents are synced to disk row by row: they are what makes every order recoverable. A
+    trade row lost with the machine (power cut) has its intent, so start-up looks the order up on
+    Binance and records its outcome again; a process crash loses nothing that was flushed."""
+
     def __init__(self, logs_dir: Path) -> None:
         self.signals = CsvFile(logs_dir / "signals.csv", SIGNAL_FIELDS, durable=False)
-        self.trades = CsvFile(logs_dir / "trades.csv", TRADE_FIELDS, durable=True)
+        self.trades = CsvFile(logs_dir / "trades.csv", TRADE_FIELDS, durable=False)
         self.intents = CsvFile(logs_dir / "intents.csv", INTENT_FIELDS, durable=True)
 
     def record_signal(self, row: Mapping[str, Cell]) -> None:
