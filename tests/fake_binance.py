@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.loopback import serve_in_background, shut_down
+
 Number = Decimal | str | int | float
 Json = dict[str, Any]
 
@@ -506,9 +508,7 @@ class FakeBinance:
         port = int(urlsplit(self.url).port or 0) if self.url else 0
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-binance", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "fake-binance")
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api"
         return self
 
@@ -516,11 +516,7 @@ class FakeBinance:
         """Stop serving: new connections are refused; a request arriving on a connection kept
         alive from before, or held by `hang` or latency, gets no reply and is not executed."""
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        shut_down(self._server, self._thread)
         self._server = self._thread = None
 
     def __enter__(self) -> FakeBinance:

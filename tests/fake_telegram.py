@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.loopback import serve_in_background, shut_down
+
 TOKEN = "123456789:AAE-fake-telegram-token_0123456789abc"
 CHAT_ID = "-1001234567890"
 PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
@@ -86,20 +88,14 @@ class FakeTelegram:
     def start(self) -> FakeTelegram:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-telegram", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "fake-telegram")
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         return self
 
     def stop(self) -> None:
         self._stopped.set()
         self._released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        shut_down(self._server, self._thread)
         self._server = self._thread = None
 
     def __enter__(self) -> FakeTelegram:
