@@ -550,7 +550,11 @@ def warm_up(exchange: Exchange) -> None:
         exchange.warm_up()
         log.info("exchange ready: symbol list and balances cached")
     except ExchangeError as problem:
-        log.warning("Binance not reachable at start-up (%s); each signal will try again", problem)
+        if isinstance(exchange, PaperExchange):
+            log.warning("Binance's public prices are not reachable (%s): paper mode goes on offline; alerts "
+                        "need a price, and symbols are not checked against Binance's list", problem)
+        else:
+            log.warning("Binance not reachable at start-up (%s); each signal will try again", problem)
 
 
 def describe_limits(settings: Settings) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import SECRET, closed_port_url
+from tests.conftest import SECRET, closed_port_url, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 30
@@ -163,3 +163,10 @@ def test_each_decision_is_one_log_line_with_its_level(start_bot, fake, caplog) -
         "for BUY BTCUSDT failed: Binance rejected the request: -2010 Account has insufficient balance for "
         "requested action.")
     assert all("\n" not in text and SECRET not in text for _, text in lines)
+
+
+def test_paper_mode_says_it_goes_on_offline_when_binance_is_unreachable(start_bot, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        bot = start_bot("paper")
+        wait_until(lambda: "paper mode goes on offline" in caplog.text)
+    assert bot.send(price="50000").json()["trade"]["status"] == "FILLED"
