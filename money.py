@@ -11,10 +11,6 @@ def plain(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def plain_or_none(value: Decimal | None) -> str | None:
-    return None if value is None else plain(value)
-
-
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
     """Round down to a multiple of the exchange's step (0 means no step)."""
     if step <= 0:
