@@ -97,8 +97,9 @@ class Bot:
         try:
             return self._decide_and_trade(signal, client_order_id, now)
         except Exception:
-            log.exception("unexpected error before any order for a %s %s signal", signal.action, signal.symbol)
-            return self._reject(signal, now, "internal error: nothing was traded (see the bot's log)")
+            log.exception("unexpected error while handling a %s %s signal", signal.action, signal.symbol)
+            return self._reject(signal, now, "internal error (see the bot's log); an order sent before it is "
+                                             "in intents.csv and is settled with Binance at the next start")
 
     def pending_answer(self, signal: Signal, client_order_id: str) -> dict[str, Any]:
         """The answer when Binance is slower than TradingView waits: the work goes on in the background."""
