@@ -27,7 +27,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from binance_client import (Exchange, ExchangeError, ExchangeRejected, Fill, OrderPlan, OrderRefused,
-                            OutcomeUnknown, PaperExchange, Protection, SymbolRules, make_exchange)
+                            OutcomeUnknown, PaperExchange, PROTECTION_SUFFIXES, Protection, SymbolRules, entry_id_of,
+                            make_exchange, protection_id)
 from config import ConfigError, JournalStorage, Settings, journal_storage, load_settings
 from csv_logger import Journal, JournalInUse, JournalLock, fill_from_row, parse_decimal, parse_time
 from money import PRICE_PLACES, plain
@@ -179,7 +180,8 @@ class Bot:
         price = self.exchange.market.cached_price(symbol)
         if price is None:
             return {"current_price": None, "unrealized_pnl": None}
-        return {"current_price": plain(price), "unrealized_pnl": plain((quantity * price - cost).quantize(PRICE_PLACES))}
+        unrealized = (quantity * price - cost).quantize(PRICE_PLACES)
+        return {"current_price": plain(price), "unrealized_pnl": plain(unrealized)}
 
     def _decide_and_trade(self, signal: Signal, client_order_id: str, now: datetime) -> dict[str, Any]:
         try:
@@ -249,8 +251,9 @@ class Bot:
             problem = f"protective order refused: {refused}; the position is NOT protected"
             log.error("%s %s", rules.symbol, problem)
             self.risk.set_protection(rules.symbol, None, problem)
-            self.journal.record_trade(self._trade_row(signal, now, "FAILED", problem, fill.client_order_id + "pr") |
-                                      {"Action": "SELL", "StopLoss": signal.stop_loss, "TakeProfit": signal.take_profit})
+            refused_id = protection_id(fill.client_order_id, "refused")
+            self.journal.record_trade(self._trade_row(signal, now, "FAILED", problem, refused_id) | {
+                "Action": "SELL", "StopLoss": signal.stop_loss, "TakeProfit": signal.take_profit})
             return problem
         self.risk.set_protection(rules.symbol, protection)
         description = f"protected by {protection.describe()}"
@@ -295,8 +298,8 @@ class Bot:
             if open_ids is not None and set(position.protection.legs.values()) <= open_ids:
                 continue
             try:
-                self._record_exit_by_exchange(position.protection, SymbolRules.bare(position.symbol, self.settings.quote_asset),
-                                              legs_gone=open_ids is not None)
+                rules = SymbolRules.bare(position.symbol, self.settings.quote_asset)
+                self._record_exit_by_exchange(position.protection, rules, legs_gone=open_ids is not None)
             except ExchangeError as error:
                 log.warning("%s: cannot check its protective orders now (%s)", position.symbol, error)
 
@@ -444,14 +447,14 @@ class Bot:
         """A journalled protective order (OPEN), its cancellation, or its refusal (FAILED `...pr`)."""
         symbol = row["TradingPair"]
         if row["Status"] == "OPEN":
-            protection = Protection(row["ClientOrderID"][:-2], parse_decimal(row["Quantity"]),
+            protection = Protection(entry_id_of(row["ClientOrderID"]), parse_decimal(row["Quantity"]),
                                     stop=parse_decimal(row["StopLoss"]) or None,
                                     stop_limit=parse_decimal(row["Price"]) or None,
                                     target=parse_decimal(row["TakeProfit"]) or None, list_id=row["OrderID"] or None)
             self.risk.set_protection(symbol, protection)
         elif row["Status"] == "CANCELED":
             self.risk.set_protection(symbol, None)
-        elif row["Action"] == "SELL" and row["ClientOrderID"].endswith("pr"):
+        elif row["ClientOrderID"].endswith(PROTECTION_SUFFIXES["refused"]):
             self.risk.set_protection(symbol, None, row["Reason"])
 
     def _hold_in_flight(self, intent: dict[str, str], at: datetime) -> None:

@@ -97,6 +97,10 @@ class SymbolRules:
             quote_precision=int(info.get("quoteAssetPrecision", info.get("quotePrecision", 8))),
         )
 
+    def sellable(self, quantity: Decimal, held: Decimal) -> Decimal:
+        """What can be sold of `quantity`: capped by what the account holds, rounded down to the lot step."""
+        return floor_to_step(min(quantity, held), self.step_size)
+
     def round_price(self, price: Decimal, rounding: str) -> Decimal:
         if self.tick_size <= 0:
             return price
@@ -167,7 +171,16 @@ class Fill:
         return self.quote_amount - self.fees.get(rules.quote_asset, Decimal(0))
 
 
-PROTECTION_SUFFIXES = {"stop_loss": "sl", "take_profit": "tp", "list": "oc"}
+PROTECTION_SUFFIXES = {"stop_loss": "sl", "take_profit": "tp", "list": "oc", "refused": "pr"}
+
+
+def protection_id(entry_id: str, kind: str) -> str:
+    """A protective order's client id: the entry's id and a two-letter suffix for its kind."""
+    return entry_id + PROTECTION_SUFFIXES[kind]
+
+
+def entry_id_of(protection_client_id: str) -> str:
+    return protection_client_id[:-len(PROTECTION_SUFFIXES["list"])]
 
 
 @dataclass(frozen=True)
@@ -187,13 +200,13 @@ class Protection:
     def legs(self) -> dict[str, str]:
         """Client order id of each leg, by kind (`stop_loss`, `take_profit`)."""
         kinds = [kind for kind, level in (("stop_loss", self.stop), ("take_profit", self.target)) if level is not None]
-        return {kind: self.entry_id + PROTECTION_SUFFIXES[kind] for kind in kinds}
+        return {kind: protection_id(self.entry_id, kind) for kind in kinds}
 
     @property
     def client_id(self) -> str:
         """The id the journal files it under: the OCO's list id, or its single leg's."""
         if len(self.legs) == 2:
-            return self.entry_id + PROTECTION_SUFFIXES["list"]
+            return protection_id(self.entry_id, "list")
         return next(iter(self.legs.values()))
 
     def describe(self) -> str:
@@ -432,7 +445,7 @@ class BinanceExchange:
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
         """Sells what the account really holds: the balance is read fresh, not from the cache."""
         self._forget_account()
-        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        quantity = rules.sellable(quantity, self.free_balance(rules.base_asset))
         price = price_hint or self.market.price(rules.symbol)
         problem = rules.sell_problem(quantity, price)
         if problem:
@@ -470,7 +483,7 @@ class BinanceExchange:
     def protect(self, rules: SymbolRules, quantity: Decimal, stop: Decimal | None, target: Decimal | None,
                 entry_id: str) -> Protection:
         """Place the stop-loss and/or take-profit for what the entry delivered (both: one SELL OCO)."""
-        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        quantity = rules.sellable(quantity, self.free_balance(rules.base_asset))
         protection = Protection(entry_id, quantity, *protection_levels(rules, stop, target, self.stop_limit_gap))
         check_protection(rules, protection)
         legs = protection.legs
@@ -604,7 +617,7 @@ class PaperExchange:
         return OrderPlan(rules, "BUY", amount=amount, quantity=quantity, price=price)
 
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
-        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        quantity = rules.sellable(quantity, self.free_balance(rules.base_asset))
         price = self._price(rules, price_hint) * (1 - PAPER_SLIPPAGE)
         problem = rules.sell_problem(quantity, price)
         if problem:
@@ -628,7 +641,7 @@ class PaperExchange:
     def protect(self, rules: SymbolRules, quantity: Decimal, stop: Decimal | None, target: Decimal | None,
                 entry_id: str) -> Protection:
         """Paper protective orders rest inside the bot: `protection_exit` fills them when the price crosses."""
-        quantity = floor_to_step(min(quantity, self.free_balance(rules.base_asset)), rules.step_size)
+        quantity = rules.sellable(quantity, self.free_balance(rules.base_asset))
         protection = Protection(entry_id, quantity, *protection_levels(rules, stop, target, self.stop_limit_gap))
         check_protection(rules, protection)
         return protection
