@@ -118,9 +118,9 @@ class CsvFile:
     def _write_backlog(self) -> IO[str] | None:
         """Append the kept rows, in order, under the lock; returns the open file for the caller to sync."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             text = "".join(self._backlog)
             if not self._tail_checked:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 text = self._line_break_after_crash() + text
             handle = open(self.path, "a", encoding="utf-8", newline="")
             try:
