@@ -282,10 +282,7 @@ class RiskEngine:
         """Reserve a slot without checks: for an order found in flight at start-up."""
         with self._lock:
             self._remember_alert(signal.alert_id, at)
-            ticket = self._take_slot(signal, at)
-            if at.date() != self.state.day and signal.is_entry:
-                self.state.trades_today -= 1
-            return ticket
+            return self._take_slot(signal, at)
 
     def remember_alert(self, alert_id: str | None, at: datetime) -> None:
         with self._lock:
@@ -378,7 +375,7 @@ class RiskEngine:
         self.state.last_trade_at[key] = now
         if signal.is_entry:
             self.state.pending_entries += 1
-            self.state.trades_today += 1
+            self.state.trades_today += now.date() == self.state.day
         else:
             self.state.closing.add(signal.symbol)
         return ticket
