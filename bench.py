@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from config import Settings
 from csv_logger import BOM, INTENT_FIELDS, SIGNAL_FIELDS, TRADE_FIELDS
 from money import floor_to_step, plain
 from tests.fake_binance import FakeBinance, Params, Reply
+from tests.loopback import free_port
 
 HERE = Path(__file__).resolve().parent
 LOOPBACK = "127.0.0.1"
@@ -191,12 +191,6 @@ def seconds_by_order(calls: Iterable[ExchangeCall]) -> dict[str, float]:
 
 
 # ----- the bot process ---------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
 
 def bot_environment(fake: FakeBinance, port: int, logs_dir: Path) -> dict[str, str]:
     """Only the bench's settings: none inherited from the shell (the bot runs in a directory without .env)."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import socket
 import sys
 import time
 from decimal import Decimal
@@ -17,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import create_app  # noqa: E402
 from config import Settings, load_settings  # noqa: E402
 from tests.fake_binance import FakeBinance  # noqa: E402
+from tests.loopback import free_port  # noqa: E402
 
 SECRET = "webhook-secret-for-tests-7f3a"
 SETTING_NAMES = [name.upper() for name in Settings.model_fields]
@@ -24,10 +24,7 @@ SETTING_NAMES = [name.upper() for name in Settings.model_fields]
 
 def closed_port_url() -> str:
     """A URL on 127.0.0.1 where nothing listens: 'no network' for the bot."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api"
+    return f"http://127.0.0.1:{free_port()}/api"
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 15) -> None:

@@ -1,8 +1,16 @@
 """Serving a test double (fake Binance, fake Telegram) on 127.0.0.1 from a background thread."""
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import ThreadingHTTPServer
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def serve_in_background(server: ThreadingHTTPServer, name: str) -> threading.Thread:

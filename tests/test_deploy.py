@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import SECRET, closed_port_url, wait_until
+from tests.loopback import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START_SECONDS = 30
@@ -27,12 +27,6 @@ def procfile_web_command() -> str:
         if kind.strip() == "web":
             return command.strip()
     raise AssertionError("Procfile has no web: line")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def env_example_defaults() -> dict[str, str]:
