@@ -26,9 +26,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from binance_client import (Exchange, ExchangeError, ExchangeRejected, Fill, OrderPlan, OrderRefused,
-                            OutcomeUnknown, PaperExchange, PROTECTION_SUFFIXES, Protection, SymbolRules, entry_id_of,
-                            make_exchange, protection_id)
+from binance_client import Exchange, ExchangeError, ExchangeRejected, OutcomeUnknown, PaperExchange, make_exchange
+from orders import (PROTECTION_SUFFIXES, Fill, OrderPlan, OrderRefused, Protection, SymbolRules, entry_id_of,
+                    protection_id)
 from config import ConfigError, JournalStorage, Settings, journal_storage, load_settings
 from csv_logger import Journal, JournalInUse, JournalLock, fill_from_row, parse_decimal, parse_time
 from money import PRICE_PLACES, plain

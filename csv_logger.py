@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
-from binance_client import Fill, SymbolRules
+from orders import Fill, SymbolRules
 from money import plain
 
 log = logging.getLogger("journal")

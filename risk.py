@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Callable
 
-from binance_client import Protection
+from orders import Protection
 from config import Settings
 from money import PRICE_PLACES, plain
 from signals import Signal
