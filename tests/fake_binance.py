@@ -10,8 +10,16 @@ price given to `set_price`, fills resting orders when a later `set_price` crosse
 moves balances exactly (Decimal, 0.1% commission on what you receive). Faults (`inject`,
 `hang`, `drop`), latency and clock skew can be provoked.
 
-Simplifications: one last price per symbol and no order book, orders fill completely or not at
-all, no rate limiting, and OCO only as SELL with LIMIT_MAKER above and STOP_LOSS_LIMIT below.
+Knobs for Binance's less friendly behaviour (each follows the Binance document named beside it
+in the code; by default the book is deep enough for every order):
+
+- `limit_liquidity(symbol, quantity, times=1)`: the next MARKET order(s) find at most `quantity`
+  base in the book; the rest expires (status EXPIRED, expiryReason INSUFFICIENT_LIQUIDITY).
+
+Every EXPIRED order carries Binance's `expiryReason` in its RESULT/FULL reply and its look-ups.
+
+Simplifications: one last price per symbol and no order book, no rate limiting, and OCO only as
+SELL with LIMIT_MAKER above and STOP_LOSS_LIMIT below.
 """
 from __future__ import annotations
 
@@ -56,6 +64,12 @@ ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
 OCO_ABOVE_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 OCO_BELOW_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 STP_MODE = "EXPIRE_MAKER"
+OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
+# enums.md "Expiry Reasons"; rest-api.md "Conditional fields in Order Responses": `expiryReason`
+# appears "When an order has expired".
+INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
+OCO_TRIGGER = "OCO_TRIGGER"
+UNFILLED_EXPIRY = {"IOC": "UNFILLED_IOC_QUANTITY_EXPIRED", "FOK": "UNFILLED_FOK_ORDER_EXPIRED"}
 
 # Per order type: (mandatory parameters, parameters Binance refuses with -1106).
 ORDER_TYPE_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -290,6 +304,21 @@ class Balance:
     locked: Decimal = ZERO
 
 
+class Volume:
+    """The base quantity the book offers to one match; None is unlimited (the fake's default)."""
+
+    def __init__(self, amount: Decimal | None = None) -> None:
+        self.left = amount
+
+    def take(self, wanted: Decimal) -> Decimal:
+        """As much of `wanted` as is left, and use it up."""
+        if self.left is None:
+            return wanted
+        got = min(wanted, self.left)
+        self.left -= got
+        return got
+
+
 @dataclass
 class Hold:
     """Funds locked for resting orders; the two legs of an OCO share one."""
@@ -336,10 +365,16 @@ class Order:
     update_time: int = 0
     hold: Hold | None = None
     fills: list[Json] = field(default_factory=list)
+    expiry_reason: str | None = None
 
     @property
     def is_open(self) -> bool:
-        return self.status == "NEW"
+        """NEW or PARTIALLY_FILLED: on the book (or waiting for its stop), cancelable."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.executed
 
     @property
     def is_working(self) -> bool:
@@ -356,6 +391,7 @@ class Order:
             "stopPrice": fmt(self.stop_price), "icebergQty": fmt(ZERO), "time": self.time,
             "updateTime": self.update_time, "isWorking": self.is_working, "workingTime": self.working_time,
             "origQuoteOrderQty": fmt(self.quote_quantity), "selfTradePreventionMode": STP_MODE,
+            **self._expiry_json(),
         }
 
     def reply_json(self, response_type: str) -> Json:
@@ -382,7 +418,12 @@ class Order:
                    "timeInForce": self.time_in_force, "type": self.type, "side": self.side}
         if self.stop_price:
             amounts["stopPrice"] = fmt(self.stop_price)
-        return amounts
+        return amounts | self._expiry_json()
+
+    def _expiry_json(self) -> Json:
+        """CHANGELOG.md 2026-03-09 and 2026-05-06: `expiryReason` is in the RESULT/FULL replies and
+        the order queries "only for expired orders" (an ACK reply never has it)."""
+        return {"expiryReason": self.expiry_reason} if self.status == "EXPIRED" and self.expiry_reason else {}
 
 
 @dataclass
@@ -470,6 +511,7 @@ class FakeBinance:
         self._lists: list[OrderList] = []
         self._next_order_id = 1
         self._next_trade_id = 1
+        self._liquidity: dict[str, list[Decimal]] = {}
         self._routes: dict[tuple[str, str], tuple[Callable[[Params], Any], bool]] = {
             ("GET", "/api/v3/ping"): (self._ping, False),
             ("GET", "/api/v3/time"): (self._time, False),
@@ -544,6 +586,13 @@ class FakeBinance:
             market = self._symbols[symbol]
             market.price = to_decimal(price)
             self._match(market)
+
+    def limit_liquidity(self, symbol: str, quantity: Number, *, times: int = 1) -> None:
+        """The next `times` MARKET orders on `symbol` each find at most `quantity` base in the
+        book (0: none): the rest of the order expires (EXPIRED, expiryReason INSUFFICIENT_LIQUIDITY)."""
+        with self._lock:
+            market = self._symbols[symbol]
+            self._liquidity.setdefault(symbol, []).extend([market.floor_to_step(to_decimal(quantity))] * times)
 
     def set_balance(self, asset: str, free: Number) -> None:
         with self._lock:
@@ -774,11 +823,11 @@ class FakeBinance:
         balance.locked += amount
         return Hold(asset, amount)
 
-    def _release(self, hold: Hold) -> None:
+    def _release(self, hold: Hold, amount: Decimal) -> None:
         balance = self._balance(hold.asset)
-        balance.locked -= hold.amount
-        balance.free += hold.amount
-        hold.amount = ZERO
+        balance.locked -= amount
+        balance.free += amount
+        hold.amount -= amount
 
     def _require_funds(self, asset: str, amount: Decimal) -> None:
         if self._balance(asset).free < amount:
@@ -884,15 +933,31 @@ class FakeBinance:
     def _place(self, request: OrderRequest) -> Order:
         last = self._last_price(request.symbol)
         asset, amount = self._funds_needed(request, last)
+        # faqs/market_orders_faq.md: "If you do not have sufficient balance for the order to be
+        # completely filled, the order will be rejected."
         self._require_funds(asset, amount)
         order = self._create(request)
-        if request.type == "MARKET" or (request.type == "LIMIT" and marketable(order.side, order.price, last)):
-            self._fill(order, last)
+        if request.type == "MARKET":
+            self._execute_market(order, last)
+        elif request.type == "LIMIT" and marketable(order.side, order.price, last):
+            self._take(order, last, Volume())
         elif request.type == "LIMIT" and order.time_in_force != "GTC":
-            self._close(order, "EXPIRED")
+            self._close(order, "EXPIRED", UNFILLED_EXPIRY[order.time_in_force])
         else:
             order.hold = self._hold(asset, amount)
         return order
+
+    def _execute_market(self, order: Order, last: Decimal) -> None:
+        """faqs/market_orders_faq.md: "If the exchange does not have enough liquidity to fill the
+        order, your MARKET order will be partially filled to the extent of available liquidity, and
+        the remaining quantity will expire." (status EXPIRED; the reason is enums.md's
+        INSUFFICIENT_LIQUIDITY, the example of rest-api.md "Conditional fields in Order Responses").
+        errors.md also has -1112 "No orders on book for symbol." but says nowhere when it is used:
+        an empty book here is an EXPIRED order with executedQty 0, as the FAQ describes."""
+        limits = self._liquidity.get(order.symbol)
+        self._take(order, last, Volume(limits.pop(0) if limits else None))
+        if order.is_open:
+            self._close(order, "EXPIRED", INSUFFICIENT_LIQUIDITY)
 
     def _create(self, request: OrderRequest, list_id: int = -1) -> Order:
         now = self._now_ms()
@@ -919,7 +984,7 @@ class FakeBinance:
                 if stop_reached(order.side, order.stop_price, last):
                     self._trigger(order, last)
             elif marketable(order.side, order.price, last):
-                self._fill(order, order.price)
+                self._take(order, order.price, Volume())
 
     def _trigger(self, order: Order, last: Decimal) -> None:
         """A stop-limit order whose stop was reached becomes a limit order: it trades now (as a
@@ -927,20 +992,24 @@ class FakeBinance:
         order.working_time = order.update_time = self._now_ms()
         self._expire_other_legs(order)
         if marketable(order.side, order.price, last):
-            self._fill(order, last)
+            self._take(order, last, Volume())
         elif order.time_in_force != "GTC":
-            self._close(order, "EXPIRED")
+            self._close(order, "EXPIRED", UNFILLED_EXPIRY[order.time_in_force])
 
-    def _fill(self, order: Order, price: Decimal) -> None:
+    def _take(self, order: Order, price: Decimal, volume: Volume) -> bool:
+        """Trade as much of the order's remaining quantity as `volume` offers; whether any traded."""
+        quantity = volume.take(order.remaining)
+        if not quantity:
+            return False
         if order.hold is not None:
-            self._release(order.hold)
-        market = self._symbols[order.symbol]
-        order.fills.append(self._settle(market, order.side, order.quantity, price))
-        order.executed = order.quantity
-        order.cumulative_quote = order.quantity * price
-        order.status = "FILLED"
+            self._release(order.hold, quantity if order.side == "SELL" else quantity * order.price)
+        order.fills.append(self._settle(self._symbols[order.symbol], order.side, quantity, price))
+        order.executed += quantity
+        order.cumulative_quote += quantity * price
+        order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
         order.update_time = self._now_ms()
         self._expire_other_legs(order)
+        return True
 
     def _settle(self, market: Symbol, side: str, quantity: Decimal, price: Decimal) -> Json:
         """Move balances for one trade; the commission is taken from what is received."""
@@ -958,11 +1027,11 @@ class FakeBinance:
         return {"price": fmt(price), "qty": fmt(quantity), "commission": fmt(commission),
                 "commissionAsset": received_asset, "tradeId": trade_id}
 
-    def _close(self, order: Order, status: str) -> None:
-        order.status = status
+    def _close(self, order: Order, status: str, expiry_reason: str | None = None) -> None:
+        order.status, order.expiry_reason = status, expiry_reason
         order.update_time = self._now_ms()
         if order.hold is not None:
-            self._release(order.hold)
+            self._release(order.hold, order.hold.amount)
 
     def _expire_other_legs(self, order: Order) -> None:
         """When one leg of an OCO fills or triggers, Binance expires the other. The shared hold
@@ -970,7 +1039,7 @@ class FakeBinance:
         order_list = self._order_list_of(order)
         for leg in order_list.legs if order_list else []:
             if leg is not order and leg.is_open:
-                leg.status = "EXPIRED"
+                leg.status, leg.expiry_reason = "EXPIRED", OCO_TRIGGER
                 leg.update_time = self._now_ms()
 
     # ----- queries and cancels ---------------------------------------------------------------

@@ -128,6 +128,44 @@ def test_market_sell_pays_commission_in_quote(fake: FakeBinance, client: Client)
     assert fake.balance("USDT") == D("10249.75")
 
 
+@pytest.mark.parametrize(("side", "amount", "liquidity", "executed", "quote"), [
+    ("SELL", {"quantity": "0.01"}, "0.004", "0.00400000", "200.00000000"),
+    ("BUY", {"quoteOrderQty": "100"}, "0.001", "0.00100000", "50.00000000"),
+    ("BUY", {"quoteOrderQty": "100"}, "0", "0.00000000", "0.00000000"),
+])
+def test_market_order_in_a_thin_book_fills_what_it_can_and_expires(
+        fake: FakeBinance, client: Client, side: str, amount: dict[str, str], liquidity: str, executed: str,
+        quote: str) -> None:
+    fake.set_balance("BTC", "0.01")
+    fake.limit_liquidity("BTCUSDT", liquidity)
+    order = client.create_order(symbol="BTCUSDT", side=side, type="MARKET", **amount)
+    assert (order["status"], order["expiryReason"]) == ("EXPIRED", "INSUFFICIENT_LIQUIDITY")
+    assert (order["executedQty"], order["cummulativeQuoteQty"]) == (executed, quote)
+    assert D(order["executedQty"]) < D(order["origQty"])
+    assert sum(D(fill["qty"]) for fill in order["fills"]) == D(executed)
+    looked_up = client.get_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert (looked_up["status"], looked_up["executedQty"], looked_up["expiryReason"]) == (
+        "EXPIRED", executed, "INSUFFICIENT_LIQUIDITY")
+    sign = 1 if side == "BUY" else -1
+    commission = sum((D(fill["commission"]) for fill in order["fills"]), D(0))
+    base_fee, quote_fee = (commission, D(0)) if side == "BUY" else (D(0), commission)
+    assert fake.balance("BTC") == D("0.01") + sign * D(executed) - base_fee
+    assert fake.balance("USDT") == D(10000) - sign * D(quote) - quote_fee
+    assert fake.locked("BTC") == fake.locked("USDT") == 0
+    assert client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="10")["status"] == "FILLED"  # times=1
+
+
+def test_unfilled_ioc_limit_order_expires_with_its_reason(fake: FakeBinance, client: Client) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.001", price="49000", timeInForce="IOC")
+    assert (order["status"], order["expiryReason"], order["executedQty"]) == (
+        "EXPIRED", "UNFILLED_IOC_QUANTITY_EXPIRED", "0.00000000")
+    ack = client.order_limit_buy(symbol="BTCUSDT", quantity="0.001", price="49000", timeInForce="FOK",
+                                 newOrderRespType="ACK")
+    assert "expiryReason" not in ack and "status" not in ack  # CHANGELOG.md 2026-03-09: not in ACK replies
+    assert client.get_order(symbol="BTCUSDT", orderId=ack["orderId"])["expiryReason"] == "UNFILLED_FOK_ORDER_EXPIRED"
+    assert fake.balance("USDT") == D(10000) and fake.locked("USDT") == 0
+
+
 INVALID_ORDERS = [
     ({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.000015"},
      -1013, "Filter failure: LOT_SIZE"),
