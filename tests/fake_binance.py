@@ -15,6 +15,15 @@ in the code; by default the book is deep enough for every order):
 
 - `limit_liquidity(symbol, quantity, times=1)`: the next MARKET order(s) find at most `quantity`
   base in the book; the rest expires (status EXPIRED, expiryReason INSUFFICIENT_LIQUIDITY).
+- `set_price(symbol, price, volume=None)`: with `volume`, the resting orders the price crosses
+  trade at most that much base in all, oldest first; one left short stays PARTIALLY_FILLED (open,
+  its hold reduced) until a later `set_price` fills it.
+- `order_lookup_delay_s`: GET /api/v3/order and /api/v3/orderList answer -2013, and
+  /api/v3/openOrderList leaves out, an order (list) younger than this.
+
+OCO legs follow CHANGELOG.md's "Execution Order": a take-profit that trades (even partly) makes
+the stop leg EXPIRED (expiryReason OCO_TRIGGER); a triggered stop makes the take-profit EXPIRED
+before it trades, and rests unfilled (NEW, isWorking) while the price is beyond its limit.
 
 Every EXPIRED order carries Binance's `expiryReason` in its RESULT/FULL reply and its look-ups.
 
@@ -310,6 +319,9 @@ class Volume:
     def __init__(self, amount: Decimal | None = None) -> None:
         self.left = amount
 
+    def covers(self, wanted: Decimal) -> bool:
+        return self.left is None or self.left >= wanted
+
     def take(self, wanted: Decimal) -> Decimal:
         """As much of `wanted` as is left, and use it up."""
         if self.left is None:
@@ -433,12 +445,16 @@ class OrderList:
     symbol: str
     time: int
     legs: list[Order]
+    created: float = field(default_factory=time.monotonic)
 
     @property
     def is_open(self) -> bool:
         return any(leg.is_open for leg in self.legs)
 
     def json(self, transaction_time: int) -> Json:
+        """enums.md: ALL_DONE once "the order list has finished executing and thus is no longer
+        active". The docs say nothing of a triggered stop leg resting unfilled, or of a partly
+        filled take-profit: the list is still active then (EXEC_STARTED, EXECUTING)."""
         status = ("EXEC_STARTED", "EXECUTING") if self.is_open else ("ALL_DONE", "ALL_DONE")
         return {"orderListId": self.list_id, "contingencyType": "OCO", "listStatusType": status[0],
                 "listOrderStatus": status[1], "listClientOrderId": self.client_id,
@@ -526,6 +542,7 @@ class FakeBinance:
             ("GET", "/api/v3/myTrades"): (self._my_trades, True),
             ("POST", "/api/v3/orderList/oco"): (self._new_oco, True),
             ("GET", "/api/v3/orderList"): (self._query_order_list, True),
+            ("GET", "/api/v3/openOrderList"): (self._open_order_lists, True),
             ("DELETE", "/api/v3/orderList"): (self._cancel_order_list, True),
         }
         self._add_default_markets()
@@ -580,12 +597,14 @@ class FakeBinance:
                 max_qty=to_decimal(max_qty), tick=to_decimal(tick), min_notional=to_decimal(min_notional),
                 legacy_min_notional=legacy_min_notional, status=status)
 
-    def set_price(self, symbol: str, price: Number) -> None:
-        """Set the last price; resting orders it crosses fill (or trigger) now."""
+    def set_price(self, symbol: str, price: Number, volume: Number | None = None) -> None:
+        """Set the last price; resting orders it crosses fill (or trigger) now, oldest first.
+        With `volume`, those orders trade at most that much base in all (0: stops trigger, nothing
+        trades); an order left short stays PARTIALLY_FILLED and open, and a later call can fill it."""
         with self._lock:
             market = self._symbols[symbol]
             market.price = to_decimal(price)
-            self._match(market)
+            self._match(market, Volume(None if volume is None else to_decimal(volume)))
 
     def limit_liquidity(self, symbol: str, quantity: Number, *, times: int = 1) -> None:
         """The next `times` MARKET orders on `symbol` each find at most `quantity` base in the
@@ -974,26 +993,34 @@ class FakeBinance:
 
     # ----- matching --------------------------------------------------------------------------
 
-    def _match(self, market: Symbol) -> None:
-        """Fill or trigger the open orders of `market` that its new last price crosses."""
+    def _match(self, market: Symbol, volume: Volume) -> None:
+        """Fill or trigger the open orders of `market` that its new last price crosses, oldest
+        first, while `volume` lasts."""
         last = self._last_price(market)
         for order in [o for o in self._orders if o.symbol == market.name and o.is_open]:
             if not order.is_open:  # closed meanwhile as the other leg of an OCO
                 continue
             if not order.is_working:
                 if stop_reached(order.side, order.stop_price, last):
-                    self._trigger(order, last)
+                    self._trigger(order, last, volume)
             elif marketable(order.side, order.price, last):
-                self._take(order, order.price, Volume())
+                self._take(order, order.price, volume)
 
-    def _trigger(self, order: Order, last: Decimal) -> None:
+    def _trigger(self, order: Order, last: Decimal, volume: Volume) -> None:
         """A stop-limit order whose stop was reached becomes a limit order: it trades now (as a
-        taker, at the last price) if its limit allows, else it rests, or expires unless GTC."""
+        taker, at the last price) as far as its limit and `volume` allow; the rest rests on the
+        book (GTC) or expires (IOC, FOK).
+
+        CHANGELOG.md 2019-08-15 "Execution Order": "if the Market Price moves such that the
+        STOP_LOSS or STOP_LOSS_LIMIT will trigger, the Limit Maker leg will be canceled BEFORE
+        executing the STOP_LOSS Leg", whether or not the stop leg can trade now."""
         order.working_time = order.update_time = self._now_ms()
         self._expire_other_legs(order)
-        if marketable(order.side, order.price, last):
-            self._take(order, last, Volume())
-        elif order.time_in_force != "GTC":
+        # enums.md: FOK "will expire if the full order cannot be filled upon execution".
+        if marketable(order.side, order.price, last) and (order.time_in_force != "FOK"
+                                                          or volume.covers(order.remaining)):
+            self._take(order, last, volume)
+        if order.is_open and order.time_in_force != "GTC":
             self._close(order, "EXPIRED", UNFILLED_EXPIRY[order.time_in_force])
 
     def _take(self, order: Order, price: Decimal, volume: Volume) -> bool:
@@ -1008,6 +1035,9 @@ class FakeBinance:
         order.cumulative_quote += quantity * price
         order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
         order.update_time = self._now_ms()
+        # CHANGELOG.md 2019-08-15 "Execution Order": "If the LIMIT_MAKER is touched, the limit maker
+        # leg will be executed first BEFORE canceling the Stop Loss Leg" (a partial execution too:
+        # CHANGELOG.md 2020-05-01, once the LIMIT order is touched "the other order is canceled").
         self._expire_other_legs(order)
         return True
 
@@ -1034,8 +1064,8 @@ class FakeBinance:
             self._release(order.hold, order.hold.amount)
 
     def _expire_other_legs(self, order: Order) -> None:
-        """When one leg of an OCO fills or triggers, Binance expires the other. The shared hold
-        stays with the leg that is still working."""
+        """When one leg of an OCO trades or triggers, Binance expires the other, with enums.md's
+        expiry reason OCO_TRIGGER. The shared hold stays with the leg that is still working."""
         order_list = self._order_list_of(order)
         for leg in order_list.legs if order_list else []:
             if leg is not order and leg.is_open:
@@ -1047,9 +1077,15 @@ class FakeBinance:
     def _query_order(self, params: Params) -> Json:
         params.allow({"symbol", "orderId", "origClientOrderId"})
         order = self._find_order(params, bad_request(-2013, "Order does not exist."))
-        if time.monotonic() - order.created < self.order_lookup_delay_s:
+        if self._not_stored_yet(order.created):
             raise bad_request(-2013, "Order does not exist.")
         return order.query_json()
+
+    def _not_stored_yet(self, created: float) -> bool:
+        """rest-api.md "Data Sources": GET /api/v3/order reads "Memory => Database", GET
+        /api/v3/orderList and /api/v3/openOrderList read the "Database", the source "with potential
+        delays in updates": an order (list) younger than `order_lookup_delay_s` is not found yet."""
+        return time.monotonic() - created < self.order_lookup_delay_s
 
     def _my_trades(self, params: Params) -> list[Json]:
         """The account's trades in a symbol (optionally of one order), as Binance lists them."""
@@ -1149,9 +1185,20 @@ class FakeBinance:
         return above, below, ids[0]
 
     def _query_order_list(self, params: Params) -> Json:
+        """The list status and its legs' ids; the docs do not give the error for an unknown list,
+        so it is GET /api/v3/order's."""
         params.allow({"orderListId", "origClientOrderId"})
-        order_list = self._find_order_list(params, "origClientOrderId", bad_request(-2013, "Order does not exist."))
+        not_found = bad_request(-2013, "Order does not exist.")
+        order_list = self._find_order_list(params, "origClientOrderId", not_found)
+        if self._not_stored_yet(order_list.created):
+            raise not_found
         return order_list.json(order_list.time)
+
+    def _open_order_lists(self, params: Params) -> list[Json]:
+        """GET /api/v3/openOrderList: takes no parameter but recvWindow and timestamp."""
+        params.allow(set())
+        return [order_list.json(order_list.time) for order_list in self._lists
+                if order_list.is_open and not self._not_stored_yet(order_list.created)]
 
     def _cancel_order_list(self, params: Params) -> Json:
         params.allow({"symbol", "orderListId", "listClientOrderId", "newClientOrderId"})
@@ -1164,6 +1211,8 @@ class FakeBinance:
         for leg in order_list.legs:
             if leg.is_open:
                 self._close(leg, "CANCELED")
+        # rest-api.md "Cancel Order list" shows both legs CANCELED; it does not show a list whose
+        # other leg had already expired (OCO_TRIGGER): both legs are reported, each as it is.
         reports = [leg.cancel_json(random_client_id(), now) for leg in order_list.legs]
         return order_list.json(now) | {"orderReports": reports}
 

@@ -254,6 +254,38 @@ def test_limit_order_rests_locks_and_fills_when_price_crosses(fake: FakeBinance,
     assert client.get_open_orders() == []
 
 
+def test_resting_order_fills_in_parts_as_volume_trades(fake: FakeBinance, client: Client) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.01", price="49000")
+    fake.set_price("BTCUSDT", "49000", volume="0.004")
+    part = client.get_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert (part["status"], part["executedQty"], part["cummulativeQuoteQty"]) == (
+        "PARTIALLY_FILLED", "0.00400000", "196.00000000")
+    assert [o["status"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["PARTIALLY_FILLED"]
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(9510), D(294))
+    fake.set_price("BTCUSDT", "48900", volume="0")
+    assert client.get_order(symbol="BTCUSDT", orderId=order["orderId"])["executedQty"] == "0.00400000"
+    fake.set_price("BTCUSDT", "48800")
+    filled = client.get_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert (filled["status"], filled["executedQty"], filled["cummulativeQuoteQty"]) == (
+        "FILLED", "0.01000000", "490.00000000")
+    trades = client.get_my_trades(symbol="BTCUSDT", orderId=order["orderId"])
+    assert [t["qty"] for t in trades] == ["0.00400000", "0.00600000"]
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(9510), D(0))
+    assert fake.balance("BTC") == D("0.01") - sum(D(t["commission"]) for t in trades)
+    assert client.get_open_orders() == []
+
+
+def test_volume_is_shared_by_the_crossed_orders_oldest_first(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.02")
+    first = client.order_limit_sell(symbol="BTCUSDT", quantity="0.01", price="51000")
+    second = client.order_limit_sell(symbol="BTCUSDT", quantity="0.01", price="50500")
+    fake.set_price("BTCUSDT", "51000", volume="0.015")
+    assert [(o["orderId"], o["status"], o["executedQty"]) for o in client.get_open_orders(symbol="BTCUSDT")] == [
+        (second["orderId"], "PARTIALLY_FILLED", "0.00500000")]
+    assert client.get_order(symbol="BTCUSDT", orderId=first["orderId"])["status"] == "FILLED"
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.005"))
+
+
 def test_cancel_unlocks(fake: FakeBinance, client: Client) -> None:
     order = client.order_limit_buy(symbol="ETHUSDT", quantity="1", price="2500")
     canceled = client.cancel_order(symbol="ETHUSDT", origClientOrderId=order["clientOrderId"])
@@ -399,13 +431,68 @@ def test_oco_stop_loss_triggers_and_fills(fake: FakeBinance, client: Client) -> 
 def test_oco_stop_loss_below_its_limit_waits(fake: FakeBinance, client: Client) -> None:
     """A price gap under the stop-limit's limit leaves it triggered but unfilled, as on Binance."""
     fake.set_balance("BTC", "0.01")
-    oco(client)
+    reply = oco(client)
     fake.set_price("BTCUSDT", "44000")
     assert statuses(client) == ("EXPIRED", "NEW")
-    assert client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")["isWorking"] is True
+    take_profit = client.get_order(symbol="BTCUSDT", origClientOrderId="tp-1")
+    assert take_profit["expiryReason"] == "OCO_TRIGGER"
+    stop_loss = client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")
+    assert (stop_loss["isWorking"], stop_loss["executedQty"]) == (True, "0.00000000")
+    assert [o["clientOrderId"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["sl-1"]
+    assert client.v3_get_order_list(orderListId=reply["orderListId"])["listOrderStatus"] == "EXECUTING"
+    assert fake.locked("BTC") == D("0.01")
     fake.set_price("BTCUSDT", "44900")
     assert statuses(client) == ("EXPIRED", "FILLED")
     assert fake.locked("BTC") == D(0)
+
+
+def test_oco_stop_expires_take_profit_before_it_trades(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.01")
+    oco(client)
+    fake.set_price("BTCUSDT", "44950", volume="0")
+    assert statuses(client) == ("EXPIRED", "NEW")
+    fake.set_price("BTCUSDT", "44950", volume="0.004")
+    stop_loss = client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")
+    assert (stop_loss["status"], stop_loss["executedQty"]) == ("PARTIALLY_FILLED", "0.00400000")
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.006"))
+    fake.set_price("BTCUSDT", "44900")
+    assert statuses(client) == ("EXPIRED", "FILLED")
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D(0))
+
+
+def test_oco_take_profit_partly_filled_then_canceled(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.01")
+    reply = oco(client)
+    fake.set_price("BTCUSDT", "55000", volume="0.004")
+    take_profit = client.get_order(symbol="BTCUSDT", origClientOrderId="tp-1")
+    assert (take_profit["status"], take_profit["executedQty"]) == ("PARTIALLY_FILLED", "0.00400000")
+    stop_loss = client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")
+    assert (stop_loss["status"], stop_loss["expiryReason"], stop_loss["executedQty"]) == (
+        "EXPIRED", "OCO_TRIGGER", "0.00000000")
+    assert [o["clientOrderId"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["tp-1"]
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.006"))
+    by_client_id = client.v3_get_order_list(origClientOrderId="exit-1")
+    assert by_client_id == client.v3_get_order_list(orderListId=reply["orderListId"])
+    assert (by_client_id["listStatusType"], by_client_id["listOrderStatus"]) == ("EXEC_STARTED", "EXECUTING")
+    assert [ol["listClientOrderId"] for ol in client.get_open_oco_orders()] == ["exit-1"]
+    canceled = client.v3_delete_order_list(symbol="BTCUSDT", listClientOrderId="exit-1")
+    reports = {r["origClientOrderId"]: r for r in canceled["orderReports"]}
+    assert (reports["tp-1"]["status"], reports["tp-1"]["executedQty"]) == ("CANCELED", "0.00400000")
+    assert (reports["sl-1"]["status"], reports["sl-1"]["expiryReason"]) == ("EXPIRED", "OCO_TRIGGER")
+    assert canceled["listOrderStatus"] == "ALL_DONE" and client.get_open_oco_orders() == []
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D("0.006"), D(0))
+    assert fake.balance("USDT") == D(10000) + D(220) - D("0.22")
+
+
+def test_order_list_lookup_delay(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.01")
+    fake.order_lookup_delay_s = 0.3
+    reply = oco(client)
+    assert api_error(client.v3_get_order_list, orderListId=reply["orderListId"]).code == -2013
+    assert client.get_open_oco_orders() == []
+    time.sleep(0.35)
+    assert client.v3_get_order_list(origClientOrderId="exit-1")["orderListId"] == reply["orderListId"]
+    assert len(client.get_open_oco_orders()) == 1
 
 
 def test_oco_price_relationship_and_cancel(fake: FakeBinance, client: Client) -> None:
