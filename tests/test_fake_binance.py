@@ -330,9 +330,7 @@ def test_clock_skew_gives_1021_until_the_offset_is_applied(fake: FakeBinance, cl
 
 
 def test_inject_503_after_execute_leaves_the_order_in_place(fake: FakeBinance, client: Client) -> None:
-    fake.inject("POST", "/api/v3/order", status=503, code=-1007, after_execute=True,
-                msg="Timeout waiting for response from backend server. Send status unknown; "
-                    "execution status unknown.")
+    lose_answer(fake, "inject", "POST", "/api/v3/order")
     error = api_error(client.order_market_buy, symbol="BTCUSDT", quoteOrderQty="100", newClientOrderId="lost")
     assert (error.status_code, error.code) == (503, -1007)
     order = client.get_order(symbol="BTCUSDT", origClientOrderId="lost")
@@ -504,6 +502,52 @@ def test_oco_price_relationship_and_cancel(fake: FakeBinance, client: Client) ->
     assert [r["status"] for r in canceled["orderReports"]] == ["CANCELED", "CANCELED"]
     assert (fake.balance("BTC"), fake.locked("BTC")) == (D("0.01"), D(0))
     assert client.get_open_orders() == []
+
+
+LOST_ANSWER_ERRORS = (BinanceAPIException, requests.ConnectionError)
+
+
+def lose_answer(fake: FakeBinance, how: str, method: str, path: str) -> None:
+    """The next `method path` is carried out, then answered 503 -1007 ("inject") or not at all ("drop")."""
+    if how == "inject":
+        fake.inject(method, path, status=503, code=-1007, after_execute=True,
+                    msg="Timeout waiting for response from backend server. Send status unknown; "
+                        "execution status unknown.")
+    else:
+        fake.drop(method, path, after_execute=True)
+
+
+@pytest.mark.parametrize("how", ["inject", "drop"])
+def test_oco_placed_although_its_answer_was_lost(fake: FakeBinance, client: Client, how: str) -> None:
+    fake.set_balance("BTC", "0.01")
+    lose_answer(fake, how, "POST", "/api/v3/orderList/oco")
+    with pytest.raises(LOST_ANSWER_ERRORS):
+        oco(client)
+    assert client.v3_get_order_list(origClientOrderId="exit-1")["listOrderStatus"] == "EXECUTING"
+    assert statuses(client) == ("NEW", "NEW")
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.01"))
+
+
+@pytest.mark.parametrize("how", ["inject", "drop"])
+def test_order_canceled_although_the_answer_was_lost(fake: FakeBinance, client: Client, how: str) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.01", price="49000")
+    lose_answer(fake, how, "DELETE", "/api/v3/order")
+    with pytest.raises(LOST_ANSWER_ERRORS):
+        client.cancel_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert client.get_order(symbol="BTCUSDT", orderId=order["orderId"])["status"] == "CANCELED"
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(10000), D(0))
+
+
+@pytest.mark.parametrize("how", ["inject", "drop"])
+def test_oco_canceled_although_the_answer_was_lost(fake: FakeBinance, client: Client, how: str) -> None:
+    fake.set_balance("BTC", "0.01")
+    reply = oco(client)
+    lose_answer(fake, how, "DELETE", "/api/v3/orderList")
+    with pytest.raises(LOST_ANSWER_ERRORS):
+        client.v3_delete_order_list(symbol="BTCUSDT", orderListId=reply["orderListId"])
+    assert statuses(client) == ("CANCELED", "CANCELED")
+    assert client.v3_get_order_list(orderListId=reply["orderListId"])["listOrderStatus"] == "ALL_DONE"
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D("0.01"), D(0))
 
 
 def test_call_counts(fake: FakeBinance, client: Client) -> None:
