@@ -18,6 +18,9 @@ in the code; by default the book is deep enough for every order):
 - `set_price(symbol, price, volume=None)`: with `volume`, the resting orders the price crosses
   trade at most that much base in all, oldest first; one left short stays PARTIALLY_FILLED (open,
   its hold reduced) until a later `set_price` fills it.
+- `execute_late(method, path, seconds=...)`: the request gets no answer and is carried out
+  `seconds` later if its recvWindow still allows it (rest-api.md "Timing security"), else never;
+  until then a look-up does not find it.
 - `order_lookup_delay_s`: GET /api/v3/order and /api/v3/orderList answer -2013, and
   /api/v3/openOrderList leaves out, an order (list) younger than this.
 
@@ -483,6 +486,7 @@ class Fault:
     times: int
     reply: Reply | None = None      # inject: answer this instead
     hang_seconds: float | None = None  # hang: wait this long; drop when neither is set
+    late_seconds: float | None = None  # execute_late: forward to the "Matching Engine" this late
 
 
 class _Server(ThreadingHTTPServer):
@@ -672,6 +676,14 @@ class FakeBinance:
         """The next matching requests get their connection closed without any reply."""
         self._add_fault(Fault(method, path, after_execute, times))
 
+    def execute_late(self, method: str, path: str, *, seconds: float, times: int = 1) -> None:
+        """The next matching requests pass the gateway's checks on arrival, then wait `seconds`
+        before reaching the "Matching Engine": meanwhile nothing is done (an order is not found,
+        -2013). Then they are carried out if the request's recvWindow (default 5000 ms) has not
+        run out, else dropped (the -1021 goes to nobody). Either way the connection is then
+        closed without a reply, unless the client gave up earlier."""
+        self._add_fault(Fault(method, path, False, times, late_seconds=seconds))
+
     def _add_fault(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(fault)
@@ -697,14 +709,31 @@ class FakeBinance:
         with self._lock:
             self._calls.append((handler.command, url.path))
             fault = self._take_fault(handler.command, url.path)
+        request = (handler.command, url.path, url.query, body, handler.headers.get("X-MBX-APIKEY"))
+        if fault is not None and fault.late_seconds is not None:
+            self._execute_late(handler, request, fault.late_seconds)
+            return
         if fault is not None and not fault.after_execute:
             self._answer_fault(handler, fault, None)
             return
-        reply = self._dispatch(handler.command, url.path, url.query, body, handler.headers.get("X-MBX-APIKEY"))
+        reply = self._dispatch(*request)
         if fault is None:
             self._send(handler, reply)
         else:
             self._answer_fault(handler, fault, reply)
+
+    def _execute_late(self, handler: _Handler, request: tuple[str, str, str, str, str | None],
+                      seconds: float) -> None:
+        """rest-api.md "Timing security": the gateway checks `serverTime - timestamp <= recvWindow`
+        when the request arrives (a failure is answered at once) and again before it will
+        "forward request to Matching Engine"; `_dispatch` makes that second check again."""
+        on_arrival = self._dispatch(*request, execute=False)
+        if on_arrival.status != 200:
+            self._send(handler, on_arrival)
+            return
+        if not self._stopping.wait(seconds):
+            self._dispatch(*request)
+        handler.close_connection = True  # the answer is lost
 
     def _answer_fault(self, handler: _Handler, fault: Fault, reply: Reply | None) -> None:
         """`reply` is the real answer when the request was executed first, else None."""
@@ -732,7 +761,10 @@ class FakeBinance:
         except OSError:  # the client gave up (e.g. its timeout) before the answer
             handler.close_connection = True
 
-    def _dispatch(self, method: str, path: str, query: str, body: str, api_key: str | None) -> Reply:
+    def _dispatch(self, method: str, path: str, query: str, body: str, api_key: str | None, *,
+                  execute: bool = True) -> Reply:
+        """The endpoint's reply; without `execute`, only the gateway's checks are made (an empty
+        200 reply when they pass)."""
         route = self._routes.get((method, path))
         if route is None:
             return Reply(404, b"", {"Content-Type": "text/html"})
@@ -742,7 +774,7 @@ class FakeBinance:
                 params = Params(query, body)
                 if signed:
                     self._authenticate(params, api_key, query, body)
-                return Reply.json(200, endpoint(params))
+                return Reply.json(200, endpoint(params) if execute else {})
         except ApiError as error:
             return Reply.json(error.status, {"code": error.code, "msg": error.msg})
 

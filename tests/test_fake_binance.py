@@ -372,6 +372,31 @@ def test_drop_is_a_connection_error(fake: FakeBinance, client: Client, after_exe
     assert [o["status"] for o in fake.orders] == (["FILLED"] if after_execute else [])
 
 
+def test_execute_late_within_the_recv_window(fake: FakeBinance) -> None:
+    client = connect(fake, requests_params={"timeout": 0.2})  # python-binance sends recvWindow=10000
+    fake.execute_late("POST", "/api/v3/order", seconds=1)
+    sent = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100", newClientOrderId="late")
+    assert api_error(client.get_order, symbol="BTCUSDT", origClientOrderId="late").code == -2013
+    assert fake.balance("USDT") == D(10000)
+    while fake.orders == []:
+        assert time.monotonic() - sent < 5, "never executed"
+        time.sleep(0.05)
+    assert time.monotonic() - sent >= 1
+    assert client.get_order(symbol="BTCUSDT", origClientOrderId="late")["status"] == "FILLED"
+    assert fake.balance("USDT") == D(9900)
+
+
+def test_execute_late_after_the_recv_window_is_dropped(fake: FakeBinance, client: Client) -> None:
+    client.REQUEST_RECVWINDOW = 300
+    fake.execute_late("POST", "/api/v3/order", seconds=0.6)
+    with pytest.raises(requests.ConnectionError):  # held 0.6 s, then closed without a reply
+        client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100", newClientOrderId="late")
+    assert api_error(client.get_order, symbol="BTCUSDT", origClientOrderId="late").code == -2013
+    assert fake.orders == [] and fake.balance("USDT") == D(10000)
+
+
 def test_order_lookup_delay(fake: FakeBinance, client: Client) -> None:
     fake.order_lookup_delay_s = 0.3
     client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100", newClientOrderId="fresh")
