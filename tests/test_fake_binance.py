@@ -166,6 +166,32 @@ def test_unfilled_ioc_limit_order_expires_with_its_reason(fake: FakeBinance, cli
     assert fake.balance("USDT") == D(10000) and fake.locked("USDT") == 0
 
 
+def test_commission_in_bnb_while_the_bnb_lasts(fake: FakeBinance, client: Client) -> None:
+    fake.pay_fees_in_bnb = True
+    fake.set_balance("BTC", "0.02")
+    fake.set_balance("BNB", "0.001")
+    order = client.order_limit_sell(symbol="BTCUSDT", quantity="0.02", price="51000")
+    fake.set_price("BTCUSDT", "51000", volume="0.01")
+    fake.set_price("BTCUSDT", "51000")
+    fills = client.get_my_trades(symbol="BTCUSDT", orderId=order["orderId"])
+    # 0.51 USDT of commission = 0.00085 BNB at 600, less the 25% discount; then the BNB runs short.
+    assert [(f["commission"], f["commissionAsset"]) for f in fills] == [
+        ("0.00063750", "BNB"), ("0.51000000", "USDT")]
+    assert fake.balance("BNB") == D("0.0003625")
+    assert fake.balance("USDT") == D(10000) + D(1020) - D("0.51")
+
+
+def test_commission_rates_are_configurable(fake: FakeBinance, client: Client) -> None:
+    fake.pay_fees_in_bnb = True
+    fake.commission_rate, fake.bnb_discount = D("0.002"), D("0.75")
+    fake.set_balance("BNB", "1")
+    order = client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100")
+    # 0.000004 BTC of commission = 0.2 USDT at 50000 = 0.00033333 BNB at 600, a quarter of it paid.
+    assert (order["fills"][0]["commission"], order["fills"][0]["commissionAsset"]) == ("0.00008333", "BNB")
+    assert (fake.balance("BTC"), fake.balance("BNB")) == (D("0.002"), D("0.99991667"))
+    assert client.get_account()["commissionRates"]["taker"] == "0.00200000"
+
+
 INVALID_ORDERS = [
     ({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.000015"},
      -1013, "Filter failure: LOT_SIZE"),
