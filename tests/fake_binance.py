@@ -24,6 +24,10 @@ in the code; by default the book is deep enough for every order):
 - `pay_fees_in_bnb = True` (and `bnb_discount`, default 0.25): each fill's commission is paid in BNB,
   valued at the BNB<quote> price and discounted, while the free BNB suffices; otherwise from what
   is received (faqs/commission_faq.md). One order can so have fees in two assets.
+- `add_symbol(..., market_min_qty, market_max_qty, market_step, max_notional, apply_max_to_market)`:
+  MARKET_LOT_SIZE (off by default, as the zeros live symbols publish) and NOTIONAL's maximum,
+  enforced as filters.md says (-1013 "Filter failure: ..."). The default markets are all quoted
+  in USDT; a test that wants another quote asset adds one, e.g. add_symbol("ETHBTC", "ETH", "BTC").
 - `order_lookup_delay_s`: GET /api/v3/order and /api/v3/orderList answer -2013, and
   /api/v3/openOrderList leaves out, an order (list) younger than this.
 
@@ -249,16 +253,37 @@ class Params:
             raise bad_request(-1102, f"Param '{first}' or '{second}' must be sent, but both were empty/null!")
 
 
+@dataclass(frozen=True)
+class Lot:
+    """A LOT_SIZE or MARKET_LOT_SIZE filter (filters.md): quantity >= minQty, quantity <= maxQty,
+    quantity % stepSize == 0."""
+
+    min_qty: Decimal
+    max_qty: Decimal
+    step: Decimal
+
+    def allows(self, quantity: Decimal) -> bool:
+        """A 0 disables its rule. filters.md says so of PRICE_FILTER only; for MARKET_LOT_SIZE it is
+        silent, but live symbols publish a stepSize of 0 there, which no quantity is a multiple of."""
+        return (quantity >= self.min_qty and (not self.max_qty or quantity <= self.max_qty)
+                and (not self.step or quantity % self.step == 0))
+
+    def json(self, filter_type: str) -> Json:
+        return {"filterType": filter_type, "minQty": fmt(self.min_qty), "maxQty": fmt(self.max_qty),
+                "stepSize": fmt(self.step)}
+
+
 @dataclass
 class Symbol:
     name: str
     base: str
     quote: str
-    step: Decimal
-    min_qty: Decimal
-    max_qty: Decimal
+    lot: Lot
+    market_lot: Lot
     tick: Decimal
     min_notional: Decimal
+    max_notional: Decimal
+    apply_max_to_market: bool
     legacy_min_notional: bool
     status: str
     price: Decimal | None = None
@@ -267,20 +292,26 @@ class Symbol:
         if price < self.tick or price > MAX_PRICE or (price - self.tick) % self.tick:
             raise filter_failure("PRICE_FILTER")
 
-    def check_quantity(self, quantity: Decimal) -> None:
-        if quantity < self.min_qty or quantity > self.max_qty or (quantity - self.min_qty) % self.step:
+    def check_quantity(self, quantity: Decimal, *, market: bool) -> None:
+        if not self.lot.allows(quantity):
             raise filter_failure("LOT_SIZE")
+        # filters.md: MARKET_LOT_SIZE "defines the quantity ... rules for MARKET orders".
+        if market and not self.market_lot.allows(quantity):
+            raise filter_failure("MARKET_LOT_SIZE")
 
     def check_notional(self, notional: Decimal, *, market: bool) -> None:
-        """Minimum applies to MARKET orders too (applyMinToMarket / applyToMarket); maximum does not."""
+        """filters.md: NOTIONAL's `applyMinToMarket` (always true here) and `applyMaxToMarket` say
+        whether MARKET orders are held to minNotional and maxNotional; MIN_NOTIONAL's
+        `applyToMarket` is always true here."""
         if self.legacy_min_notional:
             if notional < self.min_notional:
                 raise filter_failure("MIN_NOTIONAL")
-        elif notional < self.min_notional or (not market and notional > MAX_NOTIONAL):
+        elif notional < self.min_notional or (notional > self.max_notional
+                                              and (not market or self.apply_max_to_market)):
             raise filter_failure("NOTIONAL")
 
     def floor_to_step(self, quantity: Decimal) -> Decimal:
-        return (quantity / self.step).to_integral_value(ROUND_DOWN) * self.step
+        return (quantity / self.lot.step).to_integral_value(ROUND_DOWN) * self.lot.step
 
     def info(self) -> Json:
         return {
@@ -304,15 +335,14 @@ class Symbol:
                               "applyToMarket": True, "avgPriceMins": 5}
         else:
             notional = {"filterType": "NOTIONAL", "minNotional": fmt(self.min_notional),
-                        "applyMinToMarket": True, "maxNotional": fmt(MAX_NOTIONAL),
-                        "applyMaxToMarket": False, "avgPriceMins": 5}
+                        "applyMinToMarket": True, "maxNotional": fmt(self.max_notional),
+                        "applyMaxToMarket": self.apply_max_to_market, "avgPriceMins": 5}
         return [
             {"filterType": "PRICE_FILTER", "minPrice": fmt(self.tick), "maxPrice": fmt(MAX_PRICE),
              "tickSize": fmt(self.tick)},
-            {"filterType": "LOT_SIZE", "minQty": fmt(self.min_qty), "maxQty": fmt(self.max_qty),
-             "stepSize": fmt(self.step)},
+            self.lot.json("LOT_SIZE"),
             {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": fmt(ZERO), "maxQty": fmt(ZERO), "stepSize": fmt(ZERO)},
+            self.market_lot.json("MARKET_LOT_SIZE"),
             notional,
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
@@ -604,14 +634,20 @@ class FakeBinance:
 
     def add_symbol(self, symbol: str, base: str, quote: str, *, step: Number = "0.00001",
                    min_qty: Number = "0.00001", max_qty: Number = "9000", tick: Number = "0.01",
-                   min_notional: Number = "5", legacy_min_notional: bool = False,
-                   status: str = "TRADING") -> None:
-        """A new market, without a price until `set_price`."""
+                   min_notional: Number = "5", legacy_min_notional: bool = False, status: str = "TRADING",
+                   market_min_qty: Number = 0, market_max_qty: Number = 0, market_step: Number = 0,
+                   max_notional: Number = MAX_NOTIONAL, apply_max_to_market: bool = False) -> None:
+        """A new market, without a price until `set_price`. LOT_SIZE is step/min_qty/max_qty,
+        MARKET_LOT_SIZE the market_* ones (0 disables a rule: off by default), NOTIONAL
+        min_notional/max_notional (or legacy MIN_NOTIONAL), with maxNotional held against MARKET
+        orders only if apply_max_to_market."""
         with self._lock:
             self._symbols[symbol] = Symbol(
-                name=symbol, base=base, quote=quote, step=to_decimal(step), min_qty=to_decimal(min_qty),
-                max_qty=to_decimal(max_qty), tick=to_decimal(tick), min_notional=to_decimal(min_notional),
-                legacy_min_notional=legacy_min_notional, status=status)
+                name=symbol, base=base, quote=quote,
+                lot=Lot(to_decimal(min_qty), to_decimal(max_qty), to_decimal(step)),
+                market_lot=Lot(to_decimal(market_min_qty), to_decimal(market_max_qty), to_decimal(market_step)),
+                tick=to_decimal(tick), min_notional=to_decimal(min_notional), max_notional=to_decimal(max_notional),
+                apply_max_to_market=apply_max_to_market, legacy_min_notional=legacy_min_notional, status=status)
 
     def set_price(self, symbol: str, price: Number, volume: Number | None = None) -> None:
         """Set the last price; resting orders it crosses fill (or trigger) now, oldest first.
@@ -970,7 +1006,9 @@ class FakeBinance:
         for price in (request.price, request.stop_price):
             if price:
                 market.check_price(price)
-        market.check_quantity(request.quantity)
+        # rest-api.md: a quoteOrderQty order "will not break LOT_SIZE filter rules"; of MARKET_LOT_SIZE
+        # it says nothing, so the quantity derived from quoteOrderQty is checked against both.
+        market.check_quantity(request.quantity, market=request.type == "MARKET")
         if request.quote_quantity is None:
             reference = last if request.type == "MARKET" else request.price
             market.check_notional(request.quantity * reference, market=request.type == "MARKET")

@@ -238,6 +238,35 @@ def test_invalid_orders_get_binance_errors(fake: FakeBinance, client: Client, pa
     assert fake.orders == [] and fake.balance("USDT") == D(10000)
 
 
+ETHBTC_ORDERS = [  # ETHBTC at 0.2: LOT_SIZE 0.0001..100, MARKET_LOT_SIZE 0.001..10 step 0.001, maxNotional 1
+    ({"type": "MARKET", "quantity": "0.0015"}, "Filter failure: MARKET_LOT_SIZE"),
+    ({"type": "MARKET", "quantity": "11"}, "Filter failure: MARKET_LOT_SIZE"),
+    ({"type": "MARKET", "quantity": "101"}, "Filter failure: LOT_SIZE"),
+    ({"type": "MARKET", "quantity": "6"}, "Filter failure: NOTIONAL"),  # 1.2 BTC, applyMaxToMarket
+    ({"type": "MARKET", "quoteOrderQty": "1.2"}, "Filter failure: NOTIONAL"),
+    ({"type": "LIMIT", "timeInForce": "GTC", "quantity": "11", "price": "0.1"}, "Filter failure: NOTIONAL"),
+]
+
+
+def test_market_lot_size_and_max_notional(fake: FakeBinance, client: Client) -> None:
+    fake.add_symbol("ETHBTC", "ETH", "BTC", step="0.0001", min_qty="0.0001", max_qty="100", tick="0.00001",
+                    min_notional="0.0001", market_min_qty="0.001", market_max_qty="10", market_step="0.001",
+                    max_notional="1", apply_max_to_market=True)
+    fake.set_price("ETHBTC", "0.2")
+    fake.set_balance("BTC", "10")
+    filters = {f["filterType"]: f for f in client.get_symbol_info("ETHBTC")["filters"]}
+    assert filters["MARKET_LOT_SIZE"] == {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00100000",
+                                          "maxQty": "10.00000000", "stepSize": "0.00100000"}
+    assert (filters["NOTIONAL"]["maxNotional"], filters["NOTIONAL"]["applyMaxToMarket"]) == ("1.00000000", True)
+    for params, message in ETHBTC_ORDERS:
+        error = api_error(client.create_order, symbol="ETHBTC", side="BUY", **params)
+        assert (error.code, error.message) == (-1013, message), params
+    # MARKET_LOT_SIZE leaves a LIMIT order alone: 10.5 ETH at 0.09 is 0.945 BTC.
+    assert client.order_limit_buy(symbol="ETHBTC", quantity="10.5", price="0.09")["status"] == "NEW"
+    assert client.order_market_buy(symbol="ETHBTC", quantity="4")["status"] == "FILLED"
+    assert (fake.balance("BTC"), fake.locked("BTC"), fake.balance("ETH")) == (D("8.255"), D("0.945"), D("3.996"))
+
+
 def test_unknown_orders(fake: FakeBinance, client: Client) -> None:
     error = api_error(client.get_order, symbol="BTCUSDT", origClientOrderId="never-sent")
     assert (error.status_code, error.code, error.message) == (400, -2013, "Order does not exist.")
