@@ -85,6 +85,7 @@ OCO_ABOVE_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT",
 OCO_BELOW_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 STP_MODE = "EXPIRE_MAKER"
 OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
+CANCEL_RESTRICTIONS = {"ONLY_NEW": "NEW", "ONLY_PARTIALLY_FILLED": "PARTIALLY_FILLED"}
 # enums.md "Expiry Reasons"; rest-api.md "Conditional fields in Order Responses": `expiryReason`
 # appears "When an order has expired".
 INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
@@ -1215,9 +1216,15 @@ class FakeBinance:
     def _cancel_order(self, params: Params) -> Json:
         params.allow({"symbol", "orderId", "origClientOrderId", "newClientOrderId", "cancelRestrictions"})
         unknown = unknown_order()
+        restriction = params.choice("cancelRestrictions", CANCEL_RESTRICTIONS,
+                                    bad_request(-1145, "Invalid cancelRestrictions"), required=False)
         order = self._find_order(params, unknown)
         if not order.is_open:
             raise unknown
+        # rest-api.md "Regarding cancelRestrictions": ONLY_NEW / ONLY_PARTIALLY_FILLED cancel only an
+        # order with that status.
+        if restriction is not None and CANCEL_RESTRICTIONS[restriction] != order.status:
+            raise bad_request(-2011, "Order was not canceled due to cancel restrictions.")
         cancel_id = params.text("newClientOrderId", pattern=CLIENT_ID_PATTERN) or random_client_id()
         order_list = self._order_list_of(order)
         for leg in order_list.legs if order_list else [order]:

@@ -349,6 +349,19 @@ def test_cancel_unlocks(fake: FakeBinance, client: Client) -> None:
     assert api_error(client.cancel_order, symbol="ETHUSDT", orderId=order["orderId"]).code == -2011
 
 
+def test_cancel_restrictions(fake: FakeBinance, client: Client) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.01", price="49000")
+    fake.set_price("BTCUSDT", "49000", volume="0.004")
+    error = api_error(client.cancel_order, symbol="BTCUSDT", orderId=order["orderId"], cancelRestrictions="ONLY_NEW")
+    assert (error.code, error.message) == (-2011, "Order was not canceled due to cancel restrictions.")
+    error = api_error(client.cancel_order, symbol="BTCUSDT", orderId=order["orderId"], cancelRestrictions="NEVER")
+    assert (error.code, error.message) == (-1145, "Invalid cancelRestrictions")
+    canceled = client.cancel_order(symbol="BTCUSDT", orderId=order["orderId"],
+                                   cancelRestrictions="ONLY_PARTIALLY_FILLED")
+    assert (canceled["status"], canceled["executedQty"]) == ("CANCELED", "0.00400000")
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(10000) - D(196), D(0))
+
+
 def test_bad_signature(fake: FakeBinance) -> None:
     error = api_error(connect(fake, secret="not-the-secret").get_account)
     assert (error.status_code, error.code, error.message) == (400, -1022, "Signature for this request is not valid.")
