@@ -8,7 +8,10 @@ It checks API keys, timestamps and HMAC signatures the way Binance does, validat
 against the symbol filters with Binance's error codes and messages, fills MARKET orders at the
 price given to `set_price`, fills resting orders when a later `set_price` crosses them, and
 moves balances exactly (Decimal, `commission_rate` 0.1% of what you receive). Faults (`inject`,
-`hang`, `drop`), latency and clock skew can be provoked.
+`hang`, `drop`), latency and clock skew can be provoked; with `after_execute=True` a fault hits
+the answer of a request already carried out, on any endpoint (an order, an OCO, a cancel): 5xx and
+-1007 mean "execution status unknown" (rest-api.md "HTTP Return Codes"). Any other Binance error,
+e.g. -2026 ORDER_ARCHIVED on a look-up, is an `inject`.
 
 Knobs for Binance's less friendly behaviour (each follows the Binance document named beside it
 in the code; by default the book is deep enough for every order):
@@ -25,7 +28,7 @@ in the code; by default the book is deep enough for every order):
   valued at the BNB<quote> price and discounted, while the free BNB suffices; otherwise from what
   is received (faqs/commission_faq.md). One order can so have fees in two assets.
 - `add_symbol(..., market_min_qty, market_max_qty, market_step, max_notional, apply_max_to_market)`:
-  MARKET_LOT_SIZE (off by default, as the zeros live symbols publish) and NOTIONAL's maximum,
+  MARKET_LOT_SIZE (all 0 by default: a 0 disables its rule) and NOTIONAL's maximum,
   enforced as filters.md says (-1013 "Filter failure: ..."). The default markets are all quoted
   in USDT; a test that wants another quote asset adds one, e.g. add_symbol("ETHBTC", "ETH", "BTC").
 - `order_lookup_delay_s`: GET /api/v3/order and /api/v3/orderList answer -2013, and
@@ -1189,9 +1192,10 @@ class FakeBinance:
 
     def _query_order(self, params: Params) -> Json:
         params.allow({"symbol", "orderId", "origClientOrderId"})
-        order = self._find_order(params, bad_request(-2013, "Order does not exist."))
+        not_found = bad_request(-2013, "Order does not exist.")
+        order = self._find_order(params, not_found)
         if self._not_stored_yet(order.created):
-            raise bad_request(-2013, "Order does not exist.")
+            raise not_found
         return order.query_json()
 
     def _not_stored_yet(self, created: float) -> bool:
