@@ -7,11 +7,41 @@
 It checks API keys, timestamps and HMAC signatures the way Binance does, validates orders
 against the symbol filters with Binance's error codes and messages, fills MARKET orders at the
 price given to `set_price`, fills resting orders when a later `set_price` crosses them, and
-moves balances exactly (Decimal, 0.1% commission on what you receive). Faults (`inject`,
-`hang`, `drop`), latency and clock skew can be provoked.
+moves balances exactly (Decimal, `commission_rate` 0.1% of what you receive). Faults (`inject`,
+`hang`, `drop`), latency and clock skew can be provoked; with `after_execute=True` a fault hits
+the answer of a request already carried out, on any endpoint (an order, an OCO, a cancel): 5xx and
+-1007 mean "execution status unknown" (rest-api.md "HTTP Return Codes"). Any other Binance error,
+e.g. -2026 ORDER_ARCHIVED on a look-up, is an `inject`.
 
-Simplifications: one last price per symbol and no order book, orders fill completely or not at
-all, no rate limiting, and OCO only as SELL with LIMIT_MAKER above and STOP_LOSS_LIMIT below.
+Knobs for Binance's less friendly behaviour (each follows the Binance document named beside it
+in the code; by default the book is deep enough for every order):
+
+- `limit_liquidity(symbol, quantity, times=1)`: the next MARKET order(s) find at most `quantity`
+  base in the book; the rest expires (status EXPIRED, expiryReason INSUFFICIENT_LIQUIDITY).
+- `set_price(symbol, price, volume=None)`: with `volume`, the resting orders the price crosses
+  trade at most that much base in all, oldest first; one left short stays PARTIALLY_FILLED (open,
+  its hold reduced) until a later `set_price` fills it.
+- `execute_late(method, path, seconds=...)`: the request gets no answer and is carried out
+  `seconds` later if its recvWindow still allows it (rest-api.md "Timing security"), else never;
+  until then a look-up does not find it.
+- `pay_fees_in_bnb = True` (and `bnb_discount`, default 0.25): each fill's commission is paid in BNB,
+  valued at the BNB<quote> price and discounted, while the free BNB suffices; otherwise from what
+  is received (faqs/commission_faq.md). One order can so have fees in two assets.
+- `add_symbol(..., market_min_qty, market_max_qty, market_step, max_notional, apply_max_to_market)`:
+  MARKET_LOT_SIZE (all 0 by default: a 0 disables its rule) and NOTIONAL's maximum,
+  enforced as filters.md says (-1013 "Filter failure: ..."). The default markets are all quoted
+  in USDT; a test that wants another quote asset adds one, e.g. add_symbol("ETHBTC", "ETH", "BTC").
+- `order_lookup_delay_s`: GET /api/v3/order and /api/v3/orderList answer -2013, and
+  /api/v3/openOrderList leaves out, an order (list) younger than this.
+
+OCO legs follow CHANGELOG.md's "Execution Order": a take-profit that trades (even partly) makes
+the stop leg EXPIRED (expiryReason OCO_TRIGGER); a triggered stop makes the take-profit EXPIRED
+before it trades, and rests unfilled (NEW, isWorking) while the price is beyond its limit.
+
+Every EXPIRED order carries Binance's `expiryReason` in its RESULT/FULL reply and its look-ups.
+
+Simplifications: one last price per symbol and no order book, no rate limiting, and OCO only as
+SELL with LIMIT_MAKER above and STOP_LOSS_LIMIT below.
 """
 from __future__ import annotations
 
@@ -35,6 +65,7 @@ Number = Decimal | str | int | float
 Json = dict[str, Any]
 
 COMMISSION_RATE = Decimal("0.001")
+BNB_DISCOUNT = Decimal("0.25")
 DEFAULT_RECV_WINDOW = 5000
 MAX_RECV_WINDOW = 60000
 MAX_PRICE = Decimal("1000000")
@@ -56,6 +87,13 @@ ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
 OCO_ABOVE_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 OCO_BELOW_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 STP_MODE = "EXPIRE_MAKER"
+OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
+CANCEL_RESTRICTIONS = {"ONLY_NEW": "NEW", "ONLY_PARTIALLY_FILLED": "PARTIALLY_FILLED"}
+# enums.md "Expiry Reasons"; rest-api.md "Conditional fields in Order Responses": `expiryReason`
+# appears "When an order has expired".
+INSUFFICIENT_LIQUIDITY = "INSUFFICIENT_LIQUIDITY"
+OCO_TRIGGER = "OCO_TRIGGER"
+UNFILLED_EXPIRY = {"IOC": "UNFILLED_IOC_QUANTITY_EXPIRED", "FOK": "UNFILLED_FOK_ORDER_EXPIRED"}
 
 # Per order type: (mandatory parameters, parameters Binance refuses with -1106).
 ORDER_TYPE_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -118,6 +156,11 @@ def unsupported(what: str) -> ApiError:
 def to_decimal(value: Number) -> Decimal:
     """Decimal from Decimal, str or int; a float goes through repr, so 0.1 stays 0.1."""
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def commission_amount(value: Decimal) -> Decimal:
+    """A commission to 8 places (the docs give no rounding rule; half up here)."""
+    return value.quantize(_EIGHT_PLACES, ROUND_HALF_UP)
 
 
 def fmt(value: Decimal) -> str:
@@ -214,16 +257,37 @@ class Params:
             raise bad_request(-1102, f"Param '{first}' or '{second}' must be sent, but both were empty/null!")
 
 
+@dataclass(frozen=True)
+class Lot:
+    """A LOT_SIZE or MARKET_LOT_SIZE filter (filters.md): quantity >= minQty, quantity <= maxQty,
+    quantity % stepSize == 0."""
+
+    min_qty: Decimal
+    max_qty: Decimal
+    step: Decimal
+
+    def allows(self, quantity: Decimal) -> bool:
+        """A 0 disables its rule. filters.md says so of PRICE_FILTER only; for MARKET_LOT_SIZE it is
+        silent, but live symbols publish a stepSize of 0 there, which no quantity is a multiple of."""
+        return (quantity >= self.min_qty and (not self.max_qty or quantity <= self.max_qty)
+                and (not self.step or quantity % self.step == 0))
+
+    def json(self, filter_type: str) -> Json:
+        return {"filterType": filter_type, "minQty": fmt(self.min_qty), "maxQty": fmt(self.max_qty),
+                "stepSize": fmt(self.step)}
+
+
 @dataclass
 class Symbol:
     name: str
     base: str
     quote: str
-    step: Decimal
-    min_qty: Decimal
-    max_qty: Decimal
+    lot: Lot
+    market_lot: Lot
     tick: Decimal
     min_notional: Decimal
+    max_notional: Decimal
+    apply_max_to_market: bool
     legacy_min_notional: bool
     status: str
     price: Decimal | None = None
@@ -232,20 +296,26 @@ class Symbol:
         if price < self.tick or price > MAX_PRICE or (price - self.tick) % self.tick:
             raise filter_failure("PRICE_FILTER")
 
-    def check_quantity(self, quantity: Decimal) -> None:
-        if quantity < self.min_qty or quantity > self.max_qty or (quantity - self.min_qty) % self.step:
+    def check_quantity(self, quantity: Decimal, *, market: bool) -> None:
+        if not self.lot.allows(quantity):
             raise filter_failure("LOT_SIZE")
+        # filters.md: MARKET_LOT_SIZE "defines the quantity ... rules for MARKET orders".
+        if market and not self.market_lot.allows(quantity):
+            raise filter_failure("MARKET_LOT_SIZE")
 
     def check_notional(self, notional: Decimal, *, market: bool) -> None:
-        """Minimum applies to MARKET orders too (applyMinToMarket / applyToMarket); maximum does not."""
+        """filters.md: NOTIONAL's `applyMinToMarket` (always true here) and `applyMaxToMarket` say
+        whether MARKET orders are held to minNotional and maxNotional; MIN_NOTIONAL's
+        `applyToMarket` is always true here."""
         if self.legacy_min_notional:
             if notional < self.min_notional:
                 raise filter_failure("MIN_NOTIONAL")
-        elif notional < self.min_notional or (not market and notional > MAX_NOTIONAL):
+        elif notional < self.min_notional or (notional > self.max_notional
+                                              and (not market or self.apply_max_to_market)):
             raise filter_failure("NOTIONAL")
 
     def floor_to_step(self, quantity: Decimal) -> Decimal:
-        return (quantity / self.step).to_integral_value(ROUND_DOWN) * self.step
+        return (quantity / self.lot.step).to_integral_value(ROUND_DOWN) * self.lot.step
 
     def info(self) -> Json:
         return {
@@ -269,15 +339,14 @@ class Symbol:
                               "applyToMarket": True, "avgPriceMins": 5}
         else:
             notional = {"filterType": "NOTIONAL", "minNotional": fmt(self.min_notional),
-                        "applyMinToMarket": True, "maxNotional": fmt(MAX_NOTIONAL),
-                        "applyMaxToMarket": False, "avgPriceMins": 5}
+                        "applyMinToMarket": True, "maxNotional": fmt(self.max_notional),
+                        "applyMaxToMarket": self.apply_max_to_market, "avgPriceMins": 5}
         return [
             {"filterType": "PRICE_FILTER", "minPrice": fmt(self.tick), "maxPrice": fmt(MAX_PRICE),
              "tickSize": fmt(self.tick)},
-            {"filterType": "LOT_SIZE", "minQty": fmt(self.min_qty), "maxQty": fmt(self.max_qty),
-             "stepSize": fmt(self.step)},
+            self.lot.json("LOT_SIZE"),
             {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": fmt(ZERO), "maxQty": fmt(ZERO), "stepSize": fmt(ZERO)},
+            self.market_lot.json("MARKET_LOT_SIZE"),
             notional,
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
@@ -288,6 +357,24 @@ class Symbol:
 class Balance:
     free: Decimal = ZERO
     locked: Decimal = ZERO
+
+
+class Volume:
+    """The base quantity the book offers to one match; None is unlimited (the fake's default)."""
+
+    def __init__(self, amount: Decimal | None = None) -> None:
+        self.left = amount
+
+    def covers(self, wanted: Decimal) -> bool:
+        return self.left is None or self.left >= wanted
+
+    def take(self, wanted: Decimal) -> Decimal:
+        """As much of `wanted` as is left, and use it up."""
+        if self.left is None:
+            return wanted
+        got = min(wanted, self.left)
+        self.left -= got
+        return got
 
 
 @dataclass
@@ -336,10 +423,16 @@ class Order:
     update_time: int = 0
     hold: Hold | None = None
     fills: list[Json] = field(default_factory=list)
+    expiry_reason: str | None = None
 
     @property
     def is_open(self) -> bool:
-        return self.status == "NEW"
+        """NEW or PARTIALLY_FILLED: on the book (or waiting for its stop), cancelable."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.executed
 
     @property
     def is_working(self) -> bool:
@@ -356,6 +449,7 @@ class Order:
             "stopPrice": fmt(self.stop_price), "icebergQty": fmt(ZERO), "time": self.time,
             "updateTime": self.update_time, "isWorking": self.is_working, "workingTime": self.working_time,
             "origQuoteOrderQty": fmt(self.quote_quantity), "selfTradePreventionMode": STP_MODE,
+            **self._expiry_json(),
         }
 
     def reply_json(self, response_type: str) -> Json:
@@ -382,7 +476,12 @@ class Order:
                    "timeInForce": self.time_in_force, "type": self.type, "side": self.side}
         if self.stop_price:
             amounts["stopPrice"] = fmt(self.stop_price)
-        return amounts
+        return amounts | self._expiry_json()
+
+    def _expiry_json(self) -> Json:
+        """CHANGELOG.md 2026-03-09 and 2026-05-06: `expiryReason` is in the RESULT/FULL replies and
+        the order queries "only for expired orders" (an ACK reply never has it)."""
+        return {"expiryReason": self.expiry_reason} if self.status == "EXPIRED" and self.expiry_reason else {}
 
 
 @dataclass
@@ -392,12 +491,16 @@ class OrderList:
     symbol: str
     time: int
     legs: list[Order]
+    created: float = field(default_factory=time.monotonic)
 
     @property
     def is_open(self) -> bool:
         return any(leg.is_open for leg in self.legs)
 
     def json(self, transaction_time: int) -> Json:
+        """enums.md: ALL_DONE once "the order list has finished executing and thus is no longer
+        active". The docs say nothing of a triggered stop leg resting unfilled, or of a partly
+        filled take-profit: the list is still active then (EXEC_STARTED, EXECUTING)."""
         status = ("EXEC_STARTED", "EXECUTING") if self.is_open else ("ALL_DONE", "ALL_DONE")
         return {"orderListId": self.list_id, "contingencyType": "OCO", "listStatusType": status[0],
                 "listOrderStatus": status[1], "listClientOrderId": self.client_id,
@@ -426,6 +529,7 @@ class Fault:
     times: int
     reply: Reply | None = None      # inject: answer this instead
     hang_seconds: float | None = None  # hang: wait this long; drop when neither is set
+    late_seconds: float | None = None  # execute_late: forward to the "Matching Engine" this late
 
 
 class _Server(ThreadingHTTPServer):
@@ -457,6 +561,9 @@ class FakeBinance:
         self.latency_ms = latency_ms
         self.clock_offset_ms = 0
         self.order_lookup_delay_s = 0.0
+        self.commission_rate = COMMISSION_RATE
+        self.pay_fees_in_bnb = False
+        self.bnb_discount = BNB_DISCOUNT
         self.url = ""
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -470,6 +577,7 @@ class FakeBinance:
         self._lists: list[OrderList] = []
         self._next_order_id = 1
         self._next_trade_id = 1
+        self._liquidity: dict[str, list[Decimal]] = {}
         self._routes: dict[tuple[str, str], tuple[Callable[[Params], Any], bool]] = {
             ("GET", "/api/v3/ping"): (self._ping, False),
             ("GET", "/api/v3/time"): (self._time, False),
@@ -484,6 +592,7 @@ class FakeBinance:
             ("GET", "/api/v3/myTrades"): (self._my_trades, True),
             ("POST", "/api/v3/orderList/oco"): (self._new_oco, True),
             ("GET", "/api/v3/orderList"): (self._query_order_list, True),
+            ("GET", "/api/v3/openOrderList"): (self._open_order_lists, True),
             ("DELETE", "/api/v3/orderList"): (self._cancel_order_list, True),
         }
         self._add_default_markets()
@@ -529,21 +638,36 @@ class FakeBinance:
 
     def add_symbol(self, symbol: str, base: str, quote: str, *, step: Number = "0.00001",
                    min_qty: Number = "0.00001", max_qty: Number = "9000", tick: Number = "0.01",
-                   min_notional: Number = "5", legacy_min_notional: bool = False,
-                   status: str = "TRADING") -> None:
-        """A new market, without a price until `set_price`."""
+                   min_notional: Number = "5", legacy_min_notional: bool = False, status: str = "TRADING",
+                   market_min_qty: Number = 0, market_max_qty: Number = 0, market_step: Number = 0,
+                   max_notional: Number = MAX_NOTIONAL, apply_max_to_market: bool = False) -> None:
+        """A new market, without a price until `set_price`. LOT_SIZE is step/min_qty/max_qty,
+        MARKET_LOT_SIZE the market_* ones (0 disables a rule: off by default), NOTIONAL
+        min_notional/max_notional (or legacy MIN_NOTIONAL), with maxNotional held against MARKET
+        orders only if apply_max_to_market."""
         with self._lock:
             self._symbols[symbol] = Symbol(
-                name=symbol, base=base, quote=quote, step=to_decimal(step), min_qty=to_decimal(min_qty),
-                max_qty=to_decimal(max_qty), tick=to_decimal(tick), min_notional=to_decimal(min_notional),
-                legacy_min_notional=legacy_min_notional, status=status)
+                name=symbol, base=base, quote=quote,
+                lot=Lot(to_decimal(min_qty), to_decimal(max_qty), to_decimal(step)),
+                market_lot=Lot(to_decimal(market_min_qty), to_decimal(market_max_qty), to_decimal(market_step)),
+                tick=to_decimal(tick), min_notional=to_decimal(min_notional), max_notional=to_decimal(max_notional),
+                apply_max_to_market=apply_max_to_market, legacy_min_notional=legacy_min_notional, status=status)
 
-    def set_price(self, symbol: str, price: Number) -> None:
-        """Set the last price; resting orders it crosses fill (or trigger) now."""
+    def set_price(self, symbol: str, price: Number, volume: Number | None = None) -> None:
+        """Set the last price; resting orders it crosses fill (or trigger) now, oldest first.
+        With `volume`, those orders trade at most that much base in all (0: stops trigger, nothing
+        trades); an order left short stays PARTIALLY_FILLED and open, and a later call can fill it."""
         with self._lock:
             market = self._symbols[symbol]
             market.price = to_decimal(price)
-            self._match(market)
+            self._match(market, Volume(None if volume is None else to_decimal(volume)))
+
+    def limit_liquidity(self, symbol: str, quantity: Number, *, times: int = 1) -> None:
+        """The next `times` MARKET orders on `symbol` each find at most `quantity` base in the
+        book (0: none): the rest of the order expires (EXPIRED, expiryReason INSUFFICIENT_LIQUIDITY)."""
+        with self._lock:
+            market = self._symbols[symbol]
+            self._liquidity.setdefault(symbol, []).extend([market.floor_to_step(to_decimal(quantity))] * times)
 
     def set_balance(self, asset: str, free: Number) -> None:
         with self._lock:
@@ -604,6 +728,14 @@ class FakeBinance:
         """The next matching requests get their connection closed without any reply."""
         self._add_fault(Fault(method, path, after_execute, times))
 
+    def execute_late(self, method: str, path: str, *, seconds: float, times: int = 1) -> None:
+        """The next matching requests pass the gateway's checks on arrival, then wait `seconds`
+        before reaching the "Matching Engine": meanwhile nothing is done (an order is not found,
+        -2013). Then they are carried out if the request's recvWindow (default 5000 ms) has not
+        run out, else dropped (the -1021 goes to nobody). Either way the connection is then
+        closed without a reply, unless the client gave up earlier."""
+        self._add_fault(Fault(method, path, False, times, late_seconds=seconds))
+
     def _add_fault(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(fault)
@@ -629,14 +761,31 @@ class FakeBinance:
         with self._lock:
             self._calls.append((handler.command, url.path))
             fault = self._take_fault(handler.command, url.path)
+        request = (handler.command, url.path, url.query, body, handler.headers.get("X-MBX-APIKEY"))
+        if fault is not None and fault.late_seconds is not None:
+            self._execute_late(handler, request, fault.late_seconds)
+            return
         if fault is not None and not fault.after_execute:
             self._answer_fault(handler, fault, None)
             return
-        reply = self._dispatch(handler.command, url.path, url.query, body, handler.headers.get("X-MBX-APIKEY"))
+        reply = self._dispatch(*request)
         if fault is None:
             self._send(handler, reply)
         else:
             self._answer_fault(handler, fault, reply)
+
+    def _execute_late(self, handler: _Handler, request: tuple[str, str, str, str, str | None],
+                      seconds: float) -> None:
+        """rest-api.md "Timing security": the gateway checks `serverTime - timestamp <= recvWindow`
+        when the request arrives (a failure is answered at once) and again before it will
+        "forward request to Matching Engine"; `_dispatch` makes that second check again."""
+        on_arrival = self._dispatch(*request, execute=False)
+        if on_arrival.status != 200:
+            self._send(handler, on_arrival)
+            return
+        if not self._stopping.wait(seconds):
+            self._dispatch(*request)
+        handler.close_connection = True  # the answer is lost
 
     def _answer_fault(self, handler: _Handler, fault: Fault, reply: Reply | None) -> None:
         """`reply` is the real answer when the request was executed first, else None."""
@@ -664,7 +813,10 @@ class FakeBinance:
         except OSError:  # the client gave up (e.g. its timeout) before the answer
             handler.close_connection = True
 
-    def _dispatch(self, method: str, path: str, query: str, body: str, api_key: str | None) -> Reply:
+    def _dispatch(self, method: str, path: str, query: str, body: str, api_key: str | None, *,
+                  execute: bool = True) -> Reply:
+        """The endpoint's reply; without `execute`, only the gateway's checks are made (an empty
+        200 reply when they pass)."""
         route = self._routes.get((method, path))
         if route is None:
             return Reply(404, b"", {"Content-Type": "text/html"})
@@ -674,7 +826,7 @@ class FakeBinance:
                 params = Params(query, body)
                 if signed:
                     self._authenticate(params, api_key, query, body)
-                return Reply.json(200, endpoint(params))
+                return Reply.json(200, endpoint(params) if execute else {})
         except ApiError as error:
             return Reply.json(error.status, {"code": error.code, "msg": error.msg})
 
@@ -758,8 +910,10 @@ class FakeBinance:
         omit_zero = params.text("omitZeroBalances") == "true"
         balances = [{"asset": asset, "free": fmt(b.free), "locked": fmt(b.locked)}
                     for asset, b in self._balances.items() if not (omit_zero and not b.free and not b.locked)]
-        return {"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-                "commissionRates": {"maker": fmt(COMMISSION_RATE), "taker": fmt(COMMISSION_RATE),
+        basis_points = int(self.commission_rate * 10000)
+        return {"makerCommission": basis_points, "takerCommission": basis_points, "buyerCommission": 0,
+                "sellerCommission": 0,
+                "commissionRates": {"maker": fmt(self.commission_rate), "taker": fmt(self.commission_rate),
                                     "buyer": fmt(ZERO), "seller": fmt(ZERO)},
                 "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
                 "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self._now_ms(),
@@ -774,11 +928,11 @@ class FakeBinance:
         balance.locked += amount
         return Hold(asset, amount)
 
-    def _release(self, hold: Hold) -> None:
+    def _release(self, hold: Hold, amount: Decimal) -> None:
         balance = self._balance(hold.asset)
-        balance.locked -= hold.amount
-        balance.free += hold.amount
-        hold.amount = ZERO
+        balance.locked -= amount
+        balance.free += amount
+        hold.amount -= amount
 
     def _require_funds(self, asset: str, amount: Decimal) -> None:
         if self._balance(asset).free < amount:
@@ -856,7 +1010,9 @@ class FakeBinance:
         for price in (request.price, request.stop_price):
             if price:
                 market.check_price(price)
-        market.check_quantity(request.quantity)
+        # rest-api.md: a quoteOrderQty order "will not break LOT_SIZE filter rules"; of MARKET_LOT_SIZE
+        # it says nothing, so the quantity derived from quoteOrderQty is checked against both.
+        market.check_quantity(request.quantity, market=request.type == "MARKET")
         if request.quote_quantity is None:
             reference = last if request.type == "MARKET" else request.price
             market.check_notional(request.quantity * reference, market=request.type == "MARKET")
@@ -884,15 +1040,31 @@ class FakeBinance:
     def _place(self, request: OrderRequest) -> Order:
         last = self._last_price(request.symbol)
         asset, amount = self._funds_needed(request, last)
+        # faqs/market_orders_faq.md: "If you do not have sufficient balance for the order to be
+        # completely filled, the order will be rejected."
         self._require_funds(asset, amount)
         order = self._create(request)
-        if request.type == "MARKET" or (request.type == "LIMIT" and marketable(order.side, order.price, last)):
-            self._fill(order, last)
+        if request.type == "MARKET":
+            self._execute_market(order, last)
+        elif request.type == "LIMIT" and marketable(order.side, order.price, last):
+            self._take(order, last, Volume())
         elif request.type == "LIMIT" and order.time_in_force != "GTC":
-            self._close(order, "EXPIRED")
+            self._close(order, "EXPIRED", UNFILLED_EXPIRY[order.time_in_force])
         else:
             order.hold = self._hold(asset, amount)
         return order
+
+    def _execute_market(self, order: Order, last: Decimal) -> None:
+        """faqs/market_orders_faq.md: "If the exchange does not have enough liquidity to fill the
+        order, your MARKET order will be partially filled to the extent of available liquidity, and
+        the remaining quantity will expire." (status EXPIRED; the reason is enums.md's
+        INSUFFICIENT_LIQUIDITY, the example of rest-api.md "Conditional fields in Order Responses").
+        errors.md also has -1112 "No orders on book for symbol." but says nowhere when it is used:
+        an empty book here is an EXPIRED order with executedQty 0, as the FAQ describes."""
+        limits = self._liquidity.get(order.symbol)
+        self._take(order, last, Volume(limits.pop(0) if limits else None))
+        if order.is_open:
+            self._close(order, "EXPIRED", INSUFFICIENT_LIQUIDITY)
 
     def _create(self, request: OrderRequest, list_id: int = -1) -> Order:
         now = self._now_ms()
@@ -909,41 +1081,56 @@ class FakeBinance:
 
     # ----- matching --------------------------------------------------------------------------
 
-    def _match(self, market: Symbol) -> None:
-        """Fill or trigger the open orders of `market` that its new last price crosses."""
+    def _match(self, market: Symbol, volume: Volume) -> None:
+        """Fill or trigger the open orders of `market` that its new last price crosses, oldest
+        first, while `volume` lasts."""
         last = self._last_price(market)
         for order in [o for o in self._orders if o.symbol == market.name and o.is_open]:
             if not order.is_open:  # closed meanwhile as the other leg of an OCO
                 continue
             if not order.is_working:
                 if stop_reached(order.side, order.stop_price, last):
-                    self._trigger(order, last)
+                    self._trigger(order, last, volume)
             elif marketable(order.side, order.price, last):
-                self._fill(order, order.price)
+                self._take(order, order.price, volume)
 
-    def _trigger(self, order: Order, last: Decimal) -> None:
+    def _trigger(self, order: Order, last: Decimal, volume: Volume) -> None:
         """A stop-limit order whose stop was reached becomes a limit order: it trades now (as a
-        taker, at the last price) if its limit allows, else it rests, or expires unless GTC."""
+        taker, at the last price) as far as its limit and `volume` allow; the rest rests on the
+        book (GTC) or expires (IOC, FOK).
+
+        CHANGELOG.md 2019-08-15 "Execution Order": "if the Market Price moves such that the
+        STOP_LOSS or STOP_LOSS_LIMIT will trigger, the Limit Maker leg will be canceled BEFORE
+        executing the STOP_LOSS Leg", whether or not the stop leg can trade now."""
         order.working_time = order.update_time = self._now_ms()
         self._expire_other_legs(order)
-        if marketable(order.side, order.price, last):
-            self._fill(order, last)
-        elif order.time_in_force != "GTC":
-            self._close(order, "EXPIRED")
+        # enums.md: FOK "will expire if the full order cannot be filled upon execution".
+        if marketable(order.side, order.price, last) and (order.time_in_force != "FOK"
+                                                          or volume.covers(order.remaining)):
+            self._take(order, last, volume)
+        if order.is_open and order.time_in_force != "GTC":
+            self._close(order, "EXPIRED", UNFILLED_EXPIRY[order.time_in_force])
 
-    def _fill(self, order: Order, price: Decimal) -> None:
+    def _take(self, order: Order, price: Decimal, volume: Volume) -> bool:
+        """Trade as much of the order's remaining quantity as `volume` offers; whether any traded."""
+        quantity = volume.take(order.remaining)
+        if not quantity:
+            return False
         if order.hold is not None:
-            self._release(order.hold)
-        market = self._symbols[order.symbol]
-        order.fills.append(self._settle(market, order.side, order.quantity, price))
-        order.executed = order.quantity
-        order.cumulative_quote = order.quantity * price
-        order.status = "FILLED"
+            self._release(order.hold, quantity if order.side == "SELL" else quantity * order.price)
+        order.fills.append(self._settle(self._symbols[order.symbol], order.side, quantity, price))
+        order.executed += quantity
+        order.cumulative_quote += quantity * price
+        order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
         order.update_time = self._now_ms()
+        # CHANGELOG.md 2019-08-15 "Execution Order": "If the LIMIT_MAKER is touched, the limit maker
+        # leg will be executed first BEFORE canceling the Stop Loss Leg" (a partial execution too:
+        # CHANGELOG.md 2020-05-01, once the LIMIT order is touched "the other order is canceled").
         self._expire_other_legs(order)
+        return True
 
     def _settle(self, market: Symbol, side: str, quantity: Decimal, price: Decimal) -> Json:
-        """Move balances for one trade; the commission is taken from what is received."""
+        """Move balances for one trade; the commission is taken from what is received, or paid in BNB."""
         quote_amount = quantity * price
         if side == "BUY":
             self._balance(market.quote).free -= quote_amount
@@ -951,36 +1138,71 @@ class FakeBinance:
         else:
             self._balance(market.base).free -= quantity
             received, received_asset = quote_amount, market.quote
-        commission = (received * COMMISSION_RATE).quantize(_EIGHT_PLACES, ROUND_HALF_UP)
-        self._balance(received_asset).free += received - commission
+        commission, commission_asset = commission_amount(received * self.commission_rate), received_asset
+        in_bnb = self._commission_in_bnb(market, received_asset, commission, price)
+        # faqs/commission_faq.md: "If you do not have enough BNB to pay the discounted commission, the
+        # full commission will be taken out of your received amount ... instead."
+        if in_bnb is not None and self._balance("BNB").free >= in_bnb:
+            commission, commission_asset = in_bnb, "BNB"
+        self._balance(commission_asset).free -= commission
+        self._balance(received_asset).free += received
         trade_id = self._next_trade_id
         self._next_trade_id += 1
         return {"price": fmt(price), "qty": fmt(quantity), "commission": fmt(commission),
-                "commissionAsset": received_asset, "tradeId": trade_id}
+                "commissionAsset": commission_asset, "tradeId": trade_id}
 
-    def _close(self, order: Order, status: str) -> None:
-        order.status = status
+    def _commission_in_bnb(self, market: Symbol, asset: str, commission: Decimal, price: Decimal) -> Decimal | None:
+        """With `pay_fees_in_bnb`, the commission in BNB (faqs/commission_faq.md: "the commission will
+        be paid in BNB assuming you have a sufficient balance"; it is "converted into BNB based on the
+        exchange rate", here the last price of BNB<quote>, and the standard commission "reduced based
+        on the discount"). rest-api.md "Test new order" says of `discount`: "Standard commission is
+        reduced by this rate", so 0.25 means 75% is paid; the FAQ's worked example multiplies by the
+        discount instead (25% paid): set bnb_discount to 0.75 for that arithmetic.
+        None when off, or when there is no BNB price in the quote asset (the docs are silent)."""
+        if not self.pay_fees_in_bnb:
+            return None
+        in_quote = commission * price if asset == market.base else commission
+        if asset == "BNB":
+            in_bnb = commission
+        elif market.quote == "BNB":
+            in_bnb = in_quote
+        else:
+            bnb_market = self._symbols.get("BNB" + market.quote)
+            if bnb_market is None or bnb_market.price is None:
+                return None
+            in_bnb = in_quote / bnb_market.price
+        return commission_amount(in_bnb * (1 - self.bnb_discount))
+
+    def _close(self, order: Order, status: str, expiry_reason: str | None = None) -> None:
+        order.status, order.expiry_reason = status, expiry_reason
         order.update_time = self._now_ms()
         if order.hold is not None:
-            self._release(order.hold)
+            self._release(order.hold, order.hold.amount)
 
     def _expire_other_legs(self, order: Order) -> None:
-        """When one leg of an OCO fills or triggers, Binance expires the other. The shared hold
-        stays with the leg that is still working."""
+        """When one leg of an OCO trades or triggers, Binance expires the other, with enums.md's
+        expiry reason OCO_TRIGGER. The shared hold stays with the leg that is still working."""
         order_list = self._order_list_of(order)
         for leg in order_list.legs if order_list else []:
             if leg is not order and leg.is_open:
-                leg.status = "EXPIRED"
+                leg.status, leg.expiry_reason = "EXPIRED", OCO_TRIGGER
                 leg.update_time = self._now_ms()
 
     # ----- queries and cancels ---------------------------------------------------------------
 
     def _query_order(self, params: Params) -> Json:
         params.allow({"symbol", "orderId", "origClientOrderId"})
-        order = self._find_order(params, bad_request(-2013, "Order does not exist."))
-        if time.monotonic() - order.created < self.order_lookup_delay_s:
-            raise bad_request(-2013, "Order does not exist.")
+        not_found = bad_request(-2013, "Order does not exist.")
+        order = self._find_order(params, not_found)
+        if self._not_stored_yet(order.created):
+            raise not_found
         return order.query_json()
+
+    def _not_stored_yet(self, created: float) -> bool:
+        """rest-api.md "Data Sources": GET /api/v3/order reads "Memory => Database", GET
+        /api/v3/orderList and /api/v3/openOrderList read the "Database", the source "with potential
+        delays in updates": an order (list) younger than `order_lookup_delay_s` is not found yet."""
+        return time.monotonic() - created < self.order_lookup_delay_s
 
     def _my_trades(self, params: Params) -> list[Json]:
         """The account's trades in a symbol (optionally of one order), as Binance lists them."""
@@ -998,9 +1220,15 @@ class FakeBinance:
     def _cancel_order(self, params: Params) -> Json:
         params.allow({"symbol", "orderId", "origClientOrderId", "newClientOrderId", "cancelRestrictions"})
         unknown = unknown_order()
+        restriction = params.choice("cancelRestrictions", CANCEL_RESTRICTIONS,
+                                    bad_request(-1145, "Invalid cancelRestrictions"), required=False)
         order = self._find_order(params, unknown)
         if not order.is_open:
             raise unknown
+        # rest-api.md "Regarding cancelRestrictions": ONLY_NEW / ONLY_PARTIALLY_FILLED cancel only an
+        # order with that status.
+        if restriction is not None and CANCEL_RESTRICTIONS[restriction] != order.status:
+            raise bad_request(-2011, "Order was not canceled due to cancel restrictions.")
         cancel_id = params.text("newClientOrderId", pattern=CLIENT_ID_PATTERN) or random_client_id()
         order_list = self._order_list_of(order)
         for leg in order_list.legs if order_list else [order]:
@@ -1080,9 +1308,20 @@ class FakeBinance:
         return above, below, ids[0]
 
     def _query_order_list(self, params: Params) -> Json:
+        """The list status and its legs' ids; the docs do not give the error for an unknown list,
+        so it is GET /api/v3/order's."""
         params.allow({"orderListId", "origClientOrderId"})
-        order_list = self._find_order_list(params, "origClientOrderId", bad_request(-2013, "Order does not exist."))
+        not_found = bad_request(-2013, "Order does not exist.")
+        order_list = self._find_order_list(params, "origClientOrderId", not_found)
+        if self._not_stored_yet(order_list.created):
+            raise not_found
         return order_list.json(order_list.time)
+
+    def _open_order_lists(self, params: Params) -> list[Json]:
+        """GET /api/v3/openOrderList: takes no parameter but recvWindow and timestamp."""
+        params.allow(set())
+        return [order_list.json(order_list.time) for order_list in self._lists
+                if order_list.is_open and not self._not_stored_yet(order_list.created)]
 
     def _cancel_order_list(self, params: Params) -> Json:
         params.allow({"symbol", "orderListId", "listClientOrderId", "newClientOrderId"})
@@ -1095,6 +1334,8 @@ class FakeBinance:
         for leg in order_list.legs:
             if leg.is_open:
                 self._close(leg, "CANCELED")
+        # rest-api.md "Cancel Order list" shows both legs CANCELED; it does not show a list whose
+        # other leg had already expired (OCO_TRIGGER): both legs are reported, each as it is.
         reports = [leg.cancel_json(random_client_id(), now) for leg in order_list.legs]
         return order_list.json(now) | {"orderReports": reports}
 

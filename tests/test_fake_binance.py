@@ -128,6 +128,70 @@ def test_market_sell_pays_commission_in_quote(fake: FakeBinance, client: Client)
     assert fake.balance("USDT") == D("10249.75")
 
 
+@pytest.mark.parametrize(("side", "amount", "liquidity", "executed", "quote"), [
+    ("SELL", {"quantity": "0.01"}, "0.004", "0.00400000", "200.00000000"),
+    ("BUY", {"quoteOrderQty": "100"}, "0.001", "0.00100000", "50.00000000"),
+    ("BUY", {"quoteOrderQty": "100"}, "0", "0.00000000", "0.00000000"),
+])
+def test_market_order_in_a_thin_book_fills_what_it_can_and_expires(
+        fake: FakeBinance, client: Client, side: str, amount: dict[str, str], liquidity: str, executed: str,
+        quote: str) -> None:
+    fake.set_balance("BTC", "0.01")
+    fake.limit_liquidity("BTCUSDT", liquidity)
+    order = client.create_order(symbol="BTCUSDT", side=side, type="MARKET", **amount)
+    assert (order["status"], order["expiryReason"]) == ("EXPIRED", "INSUFFICIENT_LIQUIDITY")
+    assert (order["executedQty"], order["cummulativeQuoteQty"]) == (executed, quote)
+    assert D(order["executedQty"]) < D(order["origQty"])
+    assert sum(D(fill["qty"]) for fill in order["fills"]) == D(executed)
+    looked_up = client.get_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert (looked_up["status"], looked_up["executedQty"], looked_up["expiryReason"]) == (
+        "EXPIRED", executed, "INSUFFICIENT_LIQUIDITY")
+    sign = 1 if side == "BUY" else -1
+    commission = sum((D(fill["commission"]) for fill in order["fills"]), D(0))
+    base_fee, quote_fee = (commission, D(0)) if side == "BUY" else (D(0), commission)
+    assert fake.balance("BTC") == D("0.01") + sign * D(executed) - base_fee
+    assert fake.balance("USDT") == D(10000) - sign * D(quote) - quote_fee
+    assert fake.locked("BTC") == fake.locked("USDT") == 0
+    assert client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="10")["status"] == "FILLED"  # times=1
+
+
+def test_unfilled_ioc_limit_order_expires_with_its_reason(fake: FakeBinance, client: Client) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.001", price="49000", timeInForce="IOC")
+    assert (order["status"], order["expiryReason"], order["executedQty"]) == (
+        "EXPIRED", "UNFILLED_IOC_QUANTITY_EXPIRED", "0.00000000")
+    ack = client.order_limit_buy(symbol="BTCUSDT", quantity="0.001", price="49000", timeInForce="FOK",
+                                 newOrderRespType="ACK")
+    assert "expiryReason" not in ack and "status" not in ack  # CHANGELOG.md 2026-03-09: not in ACK replies
+    assert client.get_order(symbol="BTCUSDT", orderId=ack["orderId"])["expiryReason"] == "UNFILLED_FOK_ORDER_EXPIRED"
+    assert fake.balance("USDT") == D(10000) and fake.locked("USDT") == 0
+
+
+def test_commission_in_bnb_while_the_bnb_lasts(fake: FakeBinance, client: Client) -> None:
+    fake.pay_fees_in_bnb = True
+    fake.set_balance("BTC", "0.02")
+    fake.set_balance("BNB", "0.001")
+    order = client.order_limit_sell(symbol="BTCUSDT", quantity="0.02", price="51000")
+    fake.set_price("BTCUSDT", "51000", volume="0.01")
+    fake.set_price("BTCUSDT", "51000")
+    fills = client.get_my_trades(symbol="BTCUSDT", orderId=order["orderId"])
+    # 0.51 USDT of commission = 0.00085 BNB at 600, less the 25% discount; then the BNB runs short.
+    assert [(f["commission"], f["commissionAsset"]) for f in fills] == [
+        ("0.00063750", "BNB"), ("0.51000000", "USDT")]
+    assert fake.balance("BNB") == D("0.0003625")
+    assert fake.balance("USDT") == D(10000) + D(1020) - D("0.51")
+
+
+def test_commission_rates_are_configurable(fake: FakeBinance, client: Client) -> None:
+    fake.pay_fees_in_bnb = True
+    fake.commission_rate, fake.bnb_discount = D("0.002"), D("0.75")
+    fake.set_balance("BNB", "1")
+    order = client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100")
+    # 0.000004 BTC of commission = 0.2 USDT at 50000 = 0.00033333 BNB at 600, a quarter of it paid.
+    assert (order["fills"][0]["commission"], order["fills"][0]["commissionAsset"]) == ("0.00008333", "BNB")
+    assert (fake.balance("BTC"), fake.balance("BNB")) == (D("0.002"), D("0.99991667"))
+    assert client.get_account()["commissionRates"]["taker"] == "0.00200000"
+
+
 INVALID_ORDERS = [
     ({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.000015"},
      -1013, "Filter failure: LOT_SIZE"),
@@ -174,6 +238,35 @@ def test_invalid_orders_get_binance_errors(fake: FakeBinance, client: Client, pa
     assert fake.orders == [] and fake.balance("USDT") == D(10000)
 
 
+ETHBTC_ORDERS = [  # ETHBTC at 0.2: LOT_SIZE 0.0001..100, MARKET_LOT_SIZE 0.001..10 step 0.001, maxNotional 1
+    ({"type": "MARKET", "quantity": "0.0015"}, "Filter failure: MARKET_LOT_SIZE"),
+    ({"type": "MARKET", "quantity": "11"}, "Filter failure: MARKET_LOT_SIZE"),
+    ({"type": "MARKET", "quantity": "101"}, "Filter failure: LOT_SIZE"),
+    ({"type": "MARKET", "quantity": "6"}, "Filter failure: NOTIONAL"),  # 1.2 BTC, applyMaxToMarket
+    ({"type": "MARKET", "quoteOrderQty": "1.2"}, "Filter failure: NOTIONAL"),
+    ({"type": "LIMIT", "timeInForce": "GTC", "quantity": "11", "price": "0.1"}, "Filter failure: NOTIONAL"),
+]
+
+
+def test_market_lot_size_and_max_notional(fake: FakeBinance, client: Client) -> None:
+    fake.add_symbol("ETHBTC", "ETH", "BTC", step="0.0001", min_qty="0.0001", max_qty="100", tick="0.00001",
+                    min_notional="0.0001", market_min_qty="0.001", market_max_qty="10", market_step="0.001",
+                    max_notional="1", apply_max_to_market=True)
+    fake.set_price("ETHBTC", "0.2")
+    fake.set_balance("BTC", "10")
+    filters = {f["filterType"]: f for f in client.get_symbol_info("ETHBTC")["filters"]}
+    assert filters["MARKET_LOT_SIZE"] == {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00100000",
+                                          "maxQty": "10.00000000", "stepSize": "0.00100000"}
+    assert (filters["NOTIONAL"]["maxNotional"], filters["NOTIONAL"]["applyMaxToMarket"]) == ("1.00000000", True)
+    for params, message in ETHBTC_ORDERS:
+        error = api_error(client.create_order, symbol="ETHBTC", side="BUY", **params)
+        assert (error.code, error.message) == (-1013, message), params
+    # MARKET_LOT_SIZE leaves a LIMIT order alone: 10.5 ETH at 0.09 is 0.945 BTC.
+    assert client.order_limit_buy(symbol="ETHBTC", quantity="10.5", price="0.09")["status"] == "NEW"
+    assert client.order_market_buy(symbol="ETHBTC", quantity="4")["status"] == "FILLED"
+    assert (fake.balance("BTC"), fake.locked("BTC"), fake.balance("ETH")) == (D("8.255"), D("0.945"), D("3.996"))
+
+
 def test_unknown_orders(fake: FakeBinance, client: Client) -> None:
     error = api_error(client.get_order, symbol="BTCUSDT", origClientOrderId="never-sent")
     assert (error.status_code, error.code, error.message) == (400, -2013, "Order does not exist.")
@@ -216,12 +309,57 @@ def test_limit_order_rests_locks_and_fills_when_price_crosses(fake: FakeBinance,
     assert client.get_open_orders() == []
 
 
+def test_resting_order_fills_in_parts_as_volume_trades(fake: FakeBinance, client: Client) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.01", price="49000")
+    fake.set_price("BTCUSDT", "49000", volume="0.004")
+    part = client.get_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert (part["status"], part["executedQty"], part["cummulativeQuoteQty"]) == (
+        "PARTIALLY_FILLED", "0.00400000", "196.00000000")
+    assert [o["status"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["PARTIALLY_FILLED"]
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(9510), D(294))
+    fake.set_price("BTCUSDT", "48900", volume="0")
+    assert client.get_order(symbol="BTCUSDT", orderId=order["orderId"])["executedQty"] == "0.00400000"
+    fake.set_price("BTCUSDT", "48800")
+    filled = client.get_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert (filled["status"], filled["executedQty"], filled["cummulativeQuoteQty"]) == (
+        "FILLED", "0.01000000", "490.00000000")
+    trades = client.get_my_trades(symbol="BTCUSDT", orderId=order["orderId"])
+    assert [t["qty"] for t in trades] == ["0.00400000", "0.00600000"]
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(9510), D(0))
+    assert fake.balance("BTC") == D("0.01") - sum(D(t["commission"]) for t in trades)
+    assert client.get_open_orders() == []
+
+
+def test_volume_is_shared_by_the_crossed_orders_oldest_first(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.02")
+    first = client.order_limit_sell(symbol="BTCUSDT", quantity="0.01", price="51000")
+    second = client.order_limit_sell(symbol="BTCUSDT", quantity="0.01", price="50500")
+    fake.set_price("BTCUSDT", "51000", volume="0.015")
+    assert [(o["orderId"], o["status"], o["executedQty"]) for o in client.get_open_orders(symbol="BTCUSDT")] == [
+        (second["orderId"], "PARTIALLY_FILLED", "0.00500000")]
+    assert client.get_order(symbol="BTCUSDT", orderId=first["orderId"])["status"] == "FILLED"
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.005"))
+
+
 def test_cancel_unlocks(fake: FakeBinance, client: Client) -> None:
     order = client.order_limit_buy(symbol="ETHUSDT", quantity="1", price="2500")
     canceled = client.cancel_order(symbol="ETHUSDT", origClientOrderId=order["clientOrderId"])
     assert (canceled["status"], canceled["origClientOrderId"]) == ("CANCELED", order["clientOrderId"])
     assert (fake.balance("USDT"), fake.locked("USDT")) == (D(10000), D(0))
     assert api_error(client.cancel_order, symbol="ETHUSDT", orderId=order["orderId"]).code == -2011
+
+
+def test_cancel_restrictions(fake: FakeBinance, client: Client) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.01", price="49000")
+    fake.set_price("BTCUSDT", "49000", volume="0.004")
+    error = api_error(client.cancel_order, symbol="BTCUSDT", orderId=order["orderId"], cancelRestrictions="ONLY_NEW")
+    assert (error.code, error.message) == (-2011, "Order was not canceled due to cancel restrictions.")
+    error = api_error(client.cancel_order, symbol="BTCUSDT", orderId=order["orderId"], cancelRestrictions="NEVER")
+    assert (error.code, error.message) == (-1145, "Invalid cancelRestrictions")
+    canceled = client.cancel_order(symbol="BTCUSDT", orderId=order["orderId"],
+                                   cancelRestrictions="ONLY_PARTIALLY_FILLED")
+    assert (canceled["status"], canceled["executedQty"]) == ("CANCELED", "0.00400000")
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(10000) - D(196), D(0))
 
 
 def test_bad_signature(fake: FakeBinance) -> None:
@@ -260,9 +398,7 @@ def test_clock_skew_gives_1021_until_the_offset_is_applied(fake: FakeBinance, cl
 
 
 def test_inject_503_after_execute_leaves_the_order_in_place(fake: FakeBinance, client: Client) -> None:
-    fake.inject("POST", "/api/v3/order", status=503, code=-1007, after_execute=True,
-                msg="Timeout waiting for response from backend server. Send status unknown; "
-                    "execution status unknown.")
+    lose_answer(fake, "inject", "POST", "/api/v3/order")
     error = api_error(client.order_market_buy, symbol="BTCUSDT", quoteOrderQty="100", newClientOrderId="lost")
     assert (error.status_code, error.code) == (503, -1007)
     order = client.get_order(symbol="BTCUSDT", origClientOrderId="lost")
@@ -302,6 +438,31 @@ def test_drop_is_a_connection_error(fake: FakeBinance, client: Client, after_exe
         client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100")
     assert fake.count("/api/v3/order", "POST") == 1
     assert [o["status"] for o in fake.orders] == (["FILLED"] if after_execute else [])
+
+
+def test_execute_late_within_the_recv_window(fake: FakeBinance) -> None:
+    client = connect(fake, requests_params={"timeout": 0.2})  # python-binance sends recvWindow=10000
+    fake.execute_late("POST", "/api/v3/order", seconds=1)
+    sent = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100", newClientOrderId="late")
+    assert api_error(client.get_order, symbol="BTCUSDT", origClientOrderId="late").code == -2013
+    assert fake.balance("USDT") == D(10000)
+    while fake.orders == []:
+        assert time.monotonic() - sent < 5, "never executed"
+        time.sleep(0.05)
+    assert time.monotonic() - sent >= 1
+    assert client.get_order(symbol="BTCUSDT", origClientOrderId="late")["status"] == "FILLED"
+    assert fake.balance("USDT") == D(9900)
+
+
+def test_execute_late_after_the_recv_window_is_dropped(fake: FakeBinance, client: Client) -> None:
+    client.REQUEST_RECVWINDOW = 300
+    fake.execute_late("POST", "/api/v3/order", seconds=0.6)
+    with pytest.raises(requests.ConnectionError):  # held 0.6 s, then closed without a reply
+        client.order_market_buy(symbol="BTCUSDT", quoteOrderQty="100", newClientOrderId="late")
+    assert api_error(client.get_order, symbol="BTCUSDT", origClientOrderId="late").code == -2013
+    assert fake.orders == [] and fake.balance("USDT") == D(10000)
 
 
 def test_order_lookup_delay(fake: FakeBinance, client: Client) -> None:
@@ -361,13 +522,68 @@ def test_oco_stop_loss_triggers_and_fills(fake: FakeBinance, client: Client) -> 
 def test_oco_stop_loss_below_its_limit_waits(fake: FakeBinance, client: Client) -> None:
     """A price gap under the stop-limit's limit leaves it triggered but unfilled, as on Binance."""
     fake.set_balance("BTC", "0.01")
-    oco(client)
+    reply = oco(client)
     fake.set_price("BTCUSDT", "44000")
     assert statuses(client) == ("EXPIRED", "NEW")
-    assert client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")["isWorking"] is True
+    take_profit = client.get_order(symbol="BTCUSDT", origClientOrderId="tp-1")
+    assert take_profit["expiryReason"] == "OCO_TRIGGER"
+    stop_loss = client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")
+    assert (stop_loss["isWorking"], stop_loss["executedQty"]) == (True, "0.00000000")
+    assert [o["clientOrderId"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["sl-1"]
+    assert client.v3_get_order_list(orderListId=reply["orderListId"])["listOrderStatus"] == "EXECUTING"
+    assert fake.locked("BTC") == D("0.01")
     fake.set_price("BTCUSDT", "44900")
     assert statuses(client) == ("EXPIRED", "FILLED")
     assert fake.locked("BTC") == D(0)
+
+
+def test_oco_stop_expires_take_profit_before_it_trades(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.01")
+    oco(client)
+    fake.set_price("BTCUSDT", "44950", volume="0")
+    assert statuses(client) == ("EXPIRED", "NEW")
+    fake.set_price("BTCUSDT", "44950", volume="0.004")
+    stop_loss = client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")
+    assert (stop_loss["status"], stop_loss["executedQty"]) == ("PARTIALLY_FILLED", "0.00400000")
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.006"))
+    fake.set_price("BTCUSDT", "44900")
+    assert statuses(client) == ("EXPIRED", "FILLED")
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D(0))
+
+
+def test_oco_take_profit_partly_filled_then_canceled(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.01")
+    reply = oco(client)
+    fake.set_price("BTCUSDT", "55000", volume="0.004")
+    take_profit = client.get_order(symbol="BTCUSDT", origClientOrderId="tp-1")
+    assert (take_profit["status"], take_profit["executedQty"]) == ("PARTIALLY_FILLED", "0.00400000")
+    stop_loss = client.get_order(symbol="BTCUSDT", origClientOrderId="sl-1")
+    assert (stop_loss["status"], stop_loss["expiryReason"], stop_loss["executedQty"]) == (
+        "EXPIRED", "OCO_TRIGGER", "0.00000000")
+    assert [o["clientOrderId"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["tp-1"]
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.006"))
+    by_client_id = client.v3_get_order_list(origClientOrderId="exit-1")
+    assert by_client_id == client.v3_get_order_list(orderListId=reply["orderListId"])
+    assert (by_client_id["listStatusType"], by_client_id["listOrderStatus"]) == ("EXEC_STARTED", "EXECUTING")
+    assert [ol["listClientOrderId"] for ol in client.get_open_oco_orders()] == ["exit-1"]
+    canceled = client.v3_delete_order_list(symbol="BTCUSDT", listClientOrderId="exit-1")
+    reports = {r["origClientOrderId"]: r for r in canceled["orderReports"]}
+    assert (reports["tp-1"]["status"], reports["tp-1"]["executedQty"]) == ("CANCELED", "0.00400000")
+    assert (reports["sl-1"]["status"], reports["sl-1"]["expiryReason"]) == ("EXPIRED", "OCO_TRIGGER")
+    assert canceled["listOrderStatus"] == "ALL_DONE" and client.get_open_oco_orders() == []
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D("0.006"), D(0))
+    assert fake.balance("USDT") == D(10000) + D(220) - D("0.22")
+
+
+def test_order_list_lookup_delay(fake: FakeBinance, client: Client) -> None:
+    fake.set_balance("BTC", "0.01")
+    fake.order_lookup_delay_s = 0.3
+    reply = oco(client)
+    assert api_error(client.v3_get_order_list, orderListId=reply["orderListId"]).code == -2013
+    assert client.get_open_oco_orders() == []
+    time.sleep(0.35)
+    assert client.v3_get_order_list(origClientOrderId="exit-1")["orderListId"] == reply["orderListId"]
+    assert len(client.get_open_oco_orders()) == 1
 
 
 def test_oco_price_relationship_and_cancel(fake: FakeBinance, client: Client) -> None:
@@ -379,6 +595,52 @@ def test_oco_price_relationship_and_cancel(fake: FakeBinance, client: Client) ->
     assert [r["status"] for r in canceled["orderReports"]] == ["CANCELED", "CANCELED"]
     assert (fake.balance("BTC"), fake.locked("BTC")) == (D("0.01"), D(0))
     assert client.get_open_orders() == []
+
+
+LOST_ANSWER_ERRORS = (BinanceAPIException, requests.ConnectionError)
+
+
+def lose_answer(fake: FakeBinance, how: str, method: str, path: str) -> None:
+    """The next `method path` is carried out, then answered 503 -1007 ("inject") or not at all ("drop")."""
+    if how == "inject":
+        fake.inject(method, path, status=503, code=-1007, after_execute=True,
+                    msg="Timeout waiting for response from backend server. Send status unknown; "
+                        "execution status unknown.")
+    else:
+        fake.drop(method, path, after_execute=True)
+
+
+@pytest.mark.parametrize("how", ["inject", "drop"])
+def test_oco_placed_although_its_answer_was_lost(fake: FakeBinance, client: Client, how: str) -> None:
+    fake.set_balance("BTC", "0.01")
+    lose_answer(fake, how, "POST", "/api/v3/orderList/oco")
+    with pytest.raises(LOST_ANSWER_ERRORS):
+        oco(client)
+    assert client.v3_get_order_list(origClientOrderId="exit-1")["listOrderStatus"] == "EXECUTING"
+    assert statuses(client) == ("NEW", "NEW")
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D(0), D("0.01"))
+
+
+@pytest.mark.parametrize("how", ["inject", "drop"])
+def test_order_canceled_although_the_answer_was_lost(fake: FakeBinance, client: Client, how: str) -> None:
+    order = client.order_limit_buy(symbol="BTCUSDT", quantity="0.01", price="49000")
+    lose_answer(fake, how, "DELETE", "/api/v3/order")
+    with pytest.raises(LOST_ANSWER_ERRORS):
+        client.cancel_order(symbol="BTCUSDT", orderId=order["orderId"])
+    assert client.get_order(symbol="BTCUSDT", orderId=order["orderId"])["status"] == "CANCELED"
+    assert (fake.balance("USDT"), fake.locked("USDT")) == (D(10000), D(0))
+
+
+@pytest.mark.parametrize("how", ["inject", "drop"])
+def test_oco_canceled_although_the_answer_was_lost(fake: FakeBinance, client: Client, how: str) -> None:
+    fake.set_balance("BTC", "0.01")
+    reply = oco(client)
+    lose_answer(fake, how, "DELETE", "/api/v3/orderList")
+    with pytest.raises(LOST_ANSWER_ERRORS):
+        client.v3_delete_order_list(symbol="BTCUSDT", orderListId=reply["orderListId"])
+    assert statuses(client) == ("CANCELED", "CANCELED")
+    assert client.v3_get_order_list(orderListId=reply["orderListId"])["listOrderStatus"] == "ALL_DONE"
+    assert (fake.balance("BTC"), fake.locked("BTC")) == (D("0.01"), D(0))
 
 
 def test_call_counts(fake: FakeBinance, client: Client) -> None:
