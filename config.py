@@ -32,6 +32,27 @@ class ConfigError(Exception):
     """Start-up cannot go on: the message names every bad setting (never a secret's value)."""
 
 
+@dataclass(frozen=True)
+class RiskLimits:
+    """The part of the settings the risk rules read (and /status shows), frozen."""
+    quote_asset: str
+    trade_amount_usdt: Decimal
+    min_confidence: Decimal
+    min_balance_usdt: Decimal
+    max_risk_per_trade: Decimal
+    max_open_trades: int
+    max_trades_per_day: int
+    cooldown_seconds: int
+    max_signal_age_seconds: int
+    min_risk_reward: Decimal
+    max_daily_loss_usdt: Decimal
+
+    def shown(self) -> dict[str, str | int]:
+        """The limits as /status shows them: money as plain strings, counts as numbers."""
+        return {name: value if isinstance(value, int) else format(value, "f")
+                for name, value in self.__dict__.items() if name != "quote_asset"}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
                                       case_sensitive=False)
@@ -163,6 +184,10 @@ class Settings(BaseSettings):
     @property
     def is_paper(self) -> bool:
         return self.trading_mode == "paper"
+
+    @property
+    def risk_limits(self) -> RiskLimits:
+        return RiskLimits(**{name: getattr(self, name) for name in RiskLimits.__dataclass_fields__})
 
     @property
     def signals_csv(self) -> Path:

@@ -16,27 +16,41 @@ import logging
 import os
 import re
 import threading
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
-from orders import Fill, SymbolRules
 from money import plain
+from orders import Fill, OrderStatus, SymbolRules, TradeRecord
+from signals import Signal
 
 log = logging.getLogger("journal")
 
 SIGNAL_FIELDS = ["DateTime", "TradingPair", "Action", "Strategy", "TimeFrame", "Confidence",
                  "Decision", "Reason", "Price", "AmountUSDT", "AlertID", "ClientOrderID", "Mode",
                  "StopLoss", "TakeProfit"]
-TRADE_FIELDS = ["DateTime", "TradingPair", "Action", "TradeAmount", "Price", "OrderID", "Status",
-                "Quantity", "NetQuantity", "Fee", "FeeAsset", "ClientOrderID", "Mode", "Reason",
-                "RealizedPnL", "EntryPrice", "StopLoss", "TakeProfit"]
-INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUSDT", "Quantity", "AlertID", "Mode"]
+# TradeRecord's fields, in the order of trades.csv's columns, under the columns' names.
+TRADE_COLUMNS = {"at": "DateTime", "symbol": "TradingPair", "action": "Action", "amount": "TradeAmount",
+                 "price": "Price", "order_id": "OrderID", "status": "Status", "quantity": "Quantity",
+                 "net_quantity": "NetQuantity", "fee": "Fee", "fee_asset": "FeeAsset",
+                 "client_order_id": "ClientOrderID", "mode": "Mode", "reason": "Reason",
+                 "realized_pnl": "RealizedPnL", "entry_price": "EntryPrice", "stop_loss": "StopLoss",
+                 "take_profit": "TakeProfit", "exchange_status": "ExchangeStatus", "fees": "Fees",
+                 "fee_in_quote": "FeeInQuote"}
+TRADE_FIELDS = list(TRADE_COLUMNS.values())
+INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUSDT", "Quantity", "AlertID", "Mode",
+                 "StopLoss", "TakeProfit"]
+JOURNAL_FILES = {"signals": "signals.csv", "trades": "trades.csv", "intents": "intents.csv"}
+PAUSE_MARKER = "PAUSED"  # in LOGS_DIR while entries are paused (POST /pause)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CELL_LENGTH = 300
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_AFTER_SEMICOLON = re.compile(r"(;\s*)(?=[=+\-@])")
+FORMULA_ESCAPED_AFTER_SEMICOLON = re.compile(r"(;\s*)'(?=[=+\-@])")
+DECIMAL_FIELDS = ("amount", "price", "quantity", "net_quantity", "fee", "realized_pnl", "entry_price", "stop_loss",
+                  "take_profit", "fee_in_quote")
 BOM = "\ufeff"
 
 Cell = str | Decimal | int | datetime | None
@@ -121,6 +135,7 @@ class CsvFile:
             text = "".join(self._backlog)
             if not self._tail_checked:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._roll_if_old_header()
                 text = self._line_break_after_crash() + text
             handle = open(self.path, "a", encoding="utf-8", newline="")
             try:
@@ -150,12 +165,23 @@ class CsvFile:
                     log.warning("%s: written but not synced to disk (%s)", self.path.name, error.strerror)
 
     def rows(self) -> Iterator[dict[str, str]]:
-        """The rows written so far, streamed. A half-written last line (from a crash) and a row with
-        missing cells are reported and skipped."""
-        if not self.path.exists():
+        """The rows written so far, oldest first across the rolled files, streamed. A half-written last
+        line (from a crash) and a row with missing cells are reported and skipped."""
+        for path in [*self.rolled_paths(), self.path]:
+            yield from self._rows_of(path)
+
+    def rolled_paths(self) -> list[Path]:
+        """Earlier files of this journal (`trades-2026-11-1.csv`, ...), oldest first."""
+        def order(path: Path) -> tuple[str, int]:
+            month, _, number = path.stem.removeprefix(self.path.stem + "-").rpartition("-")
+            return month, int(number) if number.isdigit() else 0
+        return sorted(self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"), key=order)
+
+    def _rows_of(self, path: Path) -> Iterator[dict[str, str]]:
+        if not path.exists():
             return
-        last_line_complete = self._line_break_after_crash() == ""
-        with open(self.path, encoding="utf-8-sig", newline="") as handle:
+        last_line_complete = self._line_break_after_crash(path) == ""
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
             previous: list[str] | None = None
@@ -166,7 +192,25 @@ class CsvFile:
         if previous is not None and last_line_complete:
             yield from self._whole_row(header, previous)
         elif previous is not None:
-            log.warning("%s: ignoring an incomplete last line (the bot was stopped mid-write)", self.path.name)
+            log.warning("%s: ignoring an incomplete last line (the bot was stopped mid-write)", path.name)
+
+    def _roll(self, month: str) -> None:
+        """Move the current file aside as `<name>-<month>-<n>.csv`; the next row starts a new file."""
+        number = 1 + max((int(p.stem.rpartition("-")[2]) for p in self.rolled_paths()
+                          if p.stem.startswith(f"{self.path.stem}-{month}-")), default=0)
+        target = self.path.with_name(f"{self.path.stem}-{month}-{number}{self.path.suffix}")
+        self.path.rename(target)
+        log.info("%s: earlier rows are now in %s", self.path.name, target.name)
+
+    def _roll_if_old_header(self) -> None:
+        """A file written by an older version has other columns: keep it whole beside the new one."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if header != self.fields:
+            modified = datetime.fromtimestamp(self.path.stat().st_mtime, timezone.utc)
+            self._roll(modified.strftime("%Y-%m"))
 
     def _whole_row(self, header: list[str], cells: list[str]) -> Iterator[dict[str, str]]:
         if len(cells) == len(header):
@@ -174,11 +218,12 @@ class CsvFile:
         else:
             log.warning("%s: ignoring an incomplete row from %s", self.path.name, cells[0] if cells else "?")
 
-    def _line_break_after_crash(self) -> str:
+    def _line_break_after_crash(self, path: Path | None = None) -> str:
         """A crash mid-write leaves a last line without its end: start the next row on a line of its own."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        path = path or self.path
+        if not path.exists() or path.stat().st_size == 0:
             return ""
-        with open(self.path, "rb") as handle:
+        with open(path, "rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return "" if handle.read(1) == b"\n" else "\r\n"
 
@@ -189,24 +234,82 @@ class CsvFile:
         return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class Intent:
+    """An intents.csv row: an order about to be sent, with what its outcome needs (the protective levels)."""
+    at: datetime
+    symbol: str
+    action: str
+    client_order_id: str
+    amount: Decimal | None
+    quantity: Decimal | None
+    alert_id: str | None
+    mode: str
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+
+
 class Journal:
     """Only intents are synced to disk row by row: they are what makes every order recoverable. A
     trade row lost with the machine (power cut) has its intent, so start-up looks the order up on
     Binance and records its outcome again; a process crash loses nothing that was flushed."""
 
-    def __init__(self, logs_dir: Path) -> None:
-        self.signals = CsvFile(logs_dir / "signals.csv", SIGNAL_FIELDS, durable=False)
-        self.trades = CsvFile(logs_dir / "trades.csv", TRADE_FIELDS, durable=False)
-        self.intents = CsvFile(logs_dir / "intents.csv", INTENT_FIELDS, durable=True)
+    def __init__(self, logs_dir: Path, mode: str) -> None:
+        self.mode = mode
+        self.signals = CsvFile(logs_dir / JOURNAL_FILES["signals"], SIGNAL_FIELDS, durable=False)
+        self.trades = CsvFile(logs_dir / JOURNAL_FILES["trades"], TRADE_FIELDS, durable=False)
+        self.intents = CsvFile(logs_dir / JOURNAL_FILES["intents"], INTENT_FIELDS, durable=True)
 
-    def record_signal(self, row: Mapping[str, Cell]) -> None:
-        self.signals.append(row)
+    def record_decision(self, at: datetime, signal: Signal, decision: str, reason: str,
+                        client_order_id: str | None, amount: Decimal | None) -> None:
+        self.signals.append({
+            "DateTime": at, "TradingPair": signal.symbol, "Action": signal.action, "Strategy": signal.strategy,
+            "TimeFrame": signal.timeframe, "Confidence": signal.confidence, "Decision": decision,
+            "Reason": reason, "Price": signal.price, "AmountUSDT": amount, "AlertID": signal.alert_id,
+            "ClientOrderID": client_order_id, "Mode": self.mode, "StopLoss": signal.stop_loss,
+            "TakeProfit": signal.take_profit})
 
-    def record_trade(self, row: Mapping[str, Cell]) -> None:
-        self.trades.append(row)
+    def record_invalid(self, at: datetime, labels: Mapping[str, str], reason: str) -> None:
+        """An authenticated alert that is not a valid signal: what could be read of it, and why."""
+        self.signals.append({
+            "DateTime": at, "TradingPair": labels.get("symbol"), "Action": labels.get("action"),
+            "Strategy": labels.get("strategy"), "TimeFrame": labels.get("timeframe"),
+            "Confidence": labels.get("confidence"), "Decision": "REJECTED", "Reason": reason, "Mode": self.mode})
 
-    def record_intent(self, row: Mapping[str, Cell]) -> None:
-        self.intents.append(row)
+    def record_intent(self, intent: Intent) -> None:
+        self.intents.append({
+            "DateTime": intent.at, "TradingPair": intent.symbol, "Action": intent.action,
+            "ClientOrderID": intent.client_order_id, "AmountUSDT": intent.amount, "Quantity": intent.quantity,
+            "AlertID": intent.alert_id, "Mode": self.mode, "StopLoss": intent.stop_loss,
+            "TakeProfit": intent.take_profit})
+
+    def record_trade(self, record: TradeRecord) -> None:
+        row = {column: getattr(record, name) for name, column in TRADE_COLUMNS.items()}
+        self.trades.append(row | {"Mode": self.mode})
+
+    def trade_records(self) -> Iterator[TradeRecord]:
+        """This mode's trades.csv rows, oldest first; unreadable rows are reported and skipped."""
+        for row in self.trades.rows():
+            if row["Mode"] != self.mode:
+                continue
+            try:
+                yield trade_record_of(row)
+            except ValueError:
+                log.warning("trades.csv: skipping an unreadable row from %s", row.get("DateTime"))
+
+    def intent_records(self) -> Iterator[Intent]:
+        for row in self.intents.rows():
+            if row["Mode"] != self.mode:
+                continue
+            try:
+                yield Intent(at=parse_time(row["DateTime"]), symbol=row["TradingPair"], action=row["Action"],
+                             client_order_id=row["ClientOrderID"], amount=optional_decimal(row["AmountUSDT"]),
+                             quantity=optional_decimal(row["Quantity"]),
+                             alert_id=original_text(row["AlertID"]) or None, mode=row["Mode"],
+                             stop_loss=optional_decimal(row.get("StopLoss", "")),
+                             take_profit=optional_decimal(row.get("TakeProfit", "")))
+            except ValueError:
+                log.warning("intents.csv: skipping an unreadable row from %s", row.get("DateTime"))
 
     def retry_backlogs(self) -> None:
         for file in (self.intents, self.trades, self.signals):
@@ -241,14 +344,49 @@ class JournalLock:
             self._handle = None
 
 
+def original_text(cell: str) -> str:
+    """A text cell as it was before `safe_text` made it inert: the bot compares values, not their display."""
+    text = FORMULA_ESCAPED_AFTER_SEMICOLON.sub(r"\1", cell)
+    if text.startswith("'") and text[1:].lstrip().startswith(FORMULA_STARTS):
+        text = text[1:]
+    return text
 
-def fill_from_row(row: Mapping[str, str], quote_asset: str) -> tuple[SymbolRules, Fill, datetime]:
-    """A FILLED trades.csv row read back as the exchange's fill, for replay (ValueError if unreadable)."""
-    rules = SymbolRules.bare(row["TradingPair"], quote_asset)
-    fees = {row["FeeAsset"]: parse_decimal(row["Fee"])} if row["FeeAsset"] else {}
-    fill = Fill(order_id=row["OrderID"], client_order_id=row["ClientOrderID"], status="FILLED",
-                side=row["Action"], quantity=parse_decimal(row["Quantity"]),
-                quote_amount=parse_decimal(row["TradeAmount"]), fees=fees)
-    if fill.side not in ("BUY", "SELL"):
-        raise ValueError(f"unknown action {fill.side!r}")
-    return rules, fill, parse_time(row["DateTime"])
+
+def optional_decimal(text: str) -> Decimal | None:
+    return parse_decimal(text) if text else None
+
+
+def trade_record_of(row: Mapping[str, str]) -> TradeRecord:
+    """A trades.csv row read back (ValueError if it cannot be); rows of older versions lack the last columns."""
+    decimals = {name: optional_decimal(row.get(column, "")) for name, column in TRADE_COLUMNS.items()
+                if name in DECIMAL_FIELDS}
+    if row["Action"] not in ("BUY", "SELL"):
+        raise ValueError(f"unknown action {row['Action']!r}")
+    return TradeRecord(at=parse_time(row["DateTime"]), symbol=row["TradingPair"], action=row["Action"],
+                       status=OrderStatus(row["Status"]), client_order_id=row["ClientOrderID"],
+                       reason=row["Reason"], order_id=row["OrderID"] or None, fee_asset=row["FeeAsset"] or None,
+                       exchange_status=row.get("ExchangeStatus") or None, fees=row.get("Fees") or None,
+                       mode=row["Mode"], **decimals)
+
+
+def fill_of(record: TradeRecord, quote_asset: str) -> tuple[SymbolRules, Fill]:
+    """A FILLED trade record as the exchange's fill, for replay: its fees in every asset, and what the
+    ones in other assets were worth."""
+    rules = SymbolRules.bare(record.symbol, quote_asset)
+    fees = parse_fees(record.fees) if record.fees else (
+        {record.fee_asset: record.fee or Decimal(0)} if record.fee_asset else {})
+    fill = Fill(order_id=record.order_id or "", client_order_id=record.client_order_id,
+                status=record.exchange_status or "FILLED", side=record.action,
+                quantity=record.quantity or Decimal(0), quote_amount=record.amount or Decimal(0), fees=fees)
+    if record.fee_in_quote is not None:
+        fill = replace(fill, other_fees_value=record.fee_in_quote - fill.fee_in_quote(rules))
+    return rules, fill
+
+
+def parse_fees(text: str) -> dict[str, Decimal]:
+    """The Fees column (`0.0000002 BTC + 0.0000375 BNB`) back into amounts by asset."""
+    fees: dict[str, Decimal] = {}
+    for part in text.split("+"):
+        amount, _, asset = part.strip().partition(" ")
+        fees[asset] = parse_decimal(amount)
+    return fees

@@ -8,8 +8,9 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from csv_logger import TRADE_FIELDS, CsvFile, fill_from_row
+from csv_logger import JOURNAL_FILES, TRADE_FIELDS, CsvFile, fill_of, trade_record_of
 from money import PRICE_PLACES, plain
+from orders import OrderStatus
 from risk import Ledger
 
 
@@ -38,17 +39,14 @@ def performance(closed: list[tuple[datetime, Decimal]], today: date) -> dict[str
 
 
 def replay_journal(logs_dir: Path, quote_asset: str) -> dict[str, Ledger]:
-    """Every filled trade in trades.csv, through the same ledger the bot keeps, one per mode."""
+    """Every filled trade in trades.csv, through the same ledger rule the bot keeps, one ledger per mode."""
     ledgers: dict[str, Ledger] = {}
-    for row in CsvFile(logs_dir / "trades.csv", TRADE_FIELDS, durable=False).rows():
-        if row["Status"] != "FILLED":
+    for row in CsvFile(logs_dir / JOURNAL_FILES["trades"], TRADE_FIELDS, durable=False).rows():
+        if row["Status"] != OrderStatus.FILLED:
             continue
-        rules, fill, at = fill_from_row(row, quote_asset)
-        ledger = ledgers.setdefault(row["Mode"], Ledger())
-        if fill.side == "BUY":
-            ledger.add_entry(rules.symbol, fill.received_base(rules), fill.quote_cost(rules), at)
-        elif rules.symbol in ledger.positions:
-            ledger.close(rules.symbol, fill.quantity, fill.quote_proceeds(rules), at)
+        record = trade_record_of(row)
+        rules, fill = fill_of(record, quote_asset)
+        ledgers.setdefault(row["Mode"], Ledger()).apply(rules, fill, record.at)
     return ledgers
 
 

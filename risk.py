@@ -3,20 +3,22 @@
 Each rule is one small function given the proposed trade, the current state and the limits; it
 returns None to allow or a `Refusal` with a human reason. Rules run in the order of the lists
 below and the first refusal is the answer. Checking and reserving happen under one lock, so
-parallel signals can never overshoot a limit; a reservation is released if its order fails.
+parallel signals can never overshoot a limit. A reservation ends itself: `holding(ticket)` releases
+it on the way out unless it was confirmed with a fill or kept for an order whose outcome is pending.
 """
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Callable
+from typing import Callable, Iterator
 
-from orders import Protection
-from config import Settings
+from config import RiskLimits
 from money import PRICE_PLACES, plain
+from orders import Fill, Protection, SymbolRules
 from signals import Signal
 
 MAX_REMEMBERED_ALERTS = 100_000
@@ -61,9 +63,23 @@ class ClosedTrade:
     realized_pnl: Decimal
 
 
+@dataclass(frozen=True)
+class Booking:
+    """What a fill did to the ledger: the realized PnL and entry price of a sale (None for a BUY)."""
+    realized_pnl: Decimal | None = None
+    entry_price: Decimal | None = None
+
+
+def closes_position(fill: Fill) -> bool:
+    """A SELL that Binance reports FILLED sold all it was asked to: the position is closed (what is left
+    below the lot step is dust). Any other status (EXPIRED after a partial fill, a protective leg still
+    PARTIALLY_FILLED, a leg CANCELED after trading part) only reduces it."""
+    return fill.side == "SELL" and fill.status == "FILLED"
+
+
 @dataclass
 class Ledger:
-    """Positions, the dust a sale leaves below the lot step, and the realized PnL of closed trades.
+    """Positions, the dust a sale leaves below the lot step, and the realized PnL of sales.
 
     Plain bookkeeping without a lock: the RiskEngine calls it under its lock, and the offline report
     replays the journal through it, so both count the same way.
@@ -71,6 +87,18 @@ class Ledger:
     positions: dict[str, Position] = field(default_factory=dict)
     dust: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
     closed: list[ClosedTrade] = field(default_factory=list)
+
+    def apply(self, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
+        """The one rule for what a fill does: a BUY adds what reached the account at what it cost (fees in
+        any asset included); a SELL takes what it sold at what it brought in, after fees."""
+        if fill.side == "BUY":
+            self.add_entry(rules.symbol, fill.received_base(rules), fill.quote_cost(rules), at)
+            return Booking()
+        if rules.symbol not in self.positions:
+            return Booking()
+        entry_price = self.positions[rules.symbol].entry_price
+        pnl = self.sell(rules.symbol, fill.quantity, fill.quote_proceeds(rules), at, closes_position(fill))
+        return Booking(pnl, entry_price)
 
     def add_entry(self, symbol: str, quantity: Decimal, cost: Decimal, at: datetime) -> Position:
         """A filled BUY; a new position takes over the dust (and its cost) an earlier sale left."""
@@ -83,17 +111,22 @@ class Ledger:
         held.entries += 1
         return held
 
-    def close(self, symbol: str, sold: Decimal, proceeds: Decimal, at: datetime) -> tuple[Position, Decimal]:
-        """A filled SELL closes the position. Realized PnL is on what was sold: what it brought in after
-        fees, less its share of the cost; the unsold rest (dust) keeps its share for the next entry."""
-        closed = self.positions.pop(symbol)
-        left = max(closed.quantity - sold, Decimal(0))
-        left_cost = (closed.cost * left / closed.quantity).quantize(PRICE_PLACES) if closed.quantity else Decimal(0)
-        if left > 0:
-            self.dust[symbol] = (left, left_cost)
-        pnl = proceeds - (closed.cost - left_cost)
+    def sell(self, symbol: str, sold: Decimal, proceeds: Decimal, at: datetime, closes: bool) -> Decimal:
+        """Realized PnL on what was sold: what it brought in after fees, less its share of the cost. A
+        closing sale leaves the unsold rest (dust) with its share of the cost for the next entry; a
+        partial one leaves it an open position."""
+        held = self.positions[symbol]
+        left = max(held.quantity - sold, Decimal(0))
+        left_cost = (held.cost * left / held.quantity).quantize(PRICE_PLACES) if held.quantity else Decimal(0)
+        pnl = proceeds - (held.cost - left_cost)
+        if closes or left <= 0:
+            del self.positions[symbol]
+            if left > 0:
+                self.dust[symbol] = (left, left_cost)
+        else:
+            held.quantity, held.cost = left, left_cost
         self.closed.append(ClosedTrade(symbol, at, pnl))
-        return closed, pnl
+        return pnl
 
 
 @dataclass
@@ -119,41 +152,59 @@ class RiskState:
 
 @dataclass(frozen=True)
 class Ticket:
-    """A reserved slot: confirm it with the fill, or release it if the order fails."""
-    signal: Signal
+    """A reserved slot for one order. `quantity` is the position's size when a SELL reserved it (a copy:
+    the live position is only ever read under the engine's lock)."""
+    symbol: str
+    action: str
     reserved_at: datetime
     previous_trade_at: datetime | None
-    position: Position | None = None
+    quantity: Decimal = Decimal(0)
+    protection: Protection | None = None
+
+    @property
+    def is_entry(self) -> bool:
+        return self.action == "BUY"
 
 
-Rule = Callable[[Proposal, RiskState, Settings], "Refusal | None"]
+@dataclass
+class Slot:
+    """A ticket held by `RiskEngine.holding`: leave the block confirmed or kept, or it is released."""
+    ticket: Ticket
+    settled: bool = False
+
+    def keep(self) -> None:
+        """An order may now exist: only its outcome (through the trader's _finish) ends the reservation."""
+        self.settled = True
 
 
-def not_stale(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+Rule = Callable[[Proposal, RiskState, RiskLimits], "Refusal | None"]
+
+
+def not_stale(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if p.signal.time is None or not limits.max_signal_age_seconds:
         return None
     age = (p.now - p.signal.time).total_seconds()
     if age > limits.max_signal_age_seconds:
-        return Refusal("stale", f"stale alert: sent {int(age)}s ago, MAX_SIGNAL_AGE_SECONDS is "
-                                f"{limits.max_signal_age_seconds}")
+        return Refusal("not_stale", f"stale alert: sent {int(age)}s ago, MAX_SIGNAL_AGE_SECONDS is "
+                                    f"{limits.max_signal_age_seconds}")
     return None
 
 
-def not_duplicate(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def not_duplicate(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     first_seen = state.seen_alerts.get(p.signal.alert_id or "")
     if first_seen is not None:
-        return Refusal("duplicate", f"duplicate alert {p.signal.alert_id!r}: already handled at "
-                                    f"{first_seen:%Y-%m-%d %H:%M:%S} UTC")
+        return Refusal("not_duplicate", f"duplicate alert {p.signal.alert_id!r}: already handled at "
+                                        f"{first_seen:%Y-%m-%d %H:%M:%S} UTC")
     return None
 
 
-def not_paused(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def not_paused(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if state.paused:
-        return Refusal("paused", "trading paused: entries are refused until POST /resume (exits still work)")
+        return Refusal("not_paused", "trading paused: entries are refused until POST /resume (exits still work)")
     return None
 
 
-def max_daily_loss(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def max_daily_loss(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     loss = -state.realized_today
     if limits.max_daily_loss_usdt and loss >= limits.max_daily_loss_usdt:
         return Refusal("max_daily_loss", f"today's realized loss {plain(loss)} {limits.quote_asset} has reached "
@@ -161,18 +212,19 @@ def max_daily_loss(p: Proposal, state: RiskState, limits: Settings) -> Refusal |
     return None
 
 
-def protective_levels_make_sense(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def protective_levels_make_sense(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     stop, target, entry = p.signal.stop_loss, p.signal.take_profit, p.price
     if entry is None or not p.signal.wants_protection:
         return None
     if stop is not None and stop >= entry:
-        return Refusal("protective_levels", f"stop_loss {stop} must be below the entry price {plain(entry)}")
+        return Refusal("protective_levels_make_sense", f"stop_loss {stop} must be below the entry price {plain(entry)}")
     if target is not None and target <= entry:
-        return Refusal("protective_levels", f"take_profit {target} must be above the entry price {plain(entry)}")
+        return Refusal("protective_levels_make_sense",
+                       f"take_profit {target} must be above the entry price {plain(entry)}")
     return None
 
 
-def min_risk_reward(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def min_risk_reward(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     stop, target, entry = p.signal.stop_loss, p.signal.take_profit, p.price
     if not limits.min_risk_reward or stop is None or target is None or entry is None:
         return None
@@ -182,51 +234,59 @@ def min_risk_reward(p: Proposal, state: RiskState, limits: Settings) -> Refusal 
     return None
 
 
-def one_entry_per_protected_position(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def one_entry_per_protected_position(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     """Protective orders guard one entry's quantity: a protected position is never added to."""
     held = state.positions.get(p.signal.symbol)
     if held is not None and (held.protection is not None or p.signal.wants_protection):
-        return Refusal("protected_position", f"a position in {p.signal.symbol} is already open; a position with "
-                                             f"stop_loss/take_profit is one entry (sell it first)")
+        return Refusal("one_entry_per_protected_position",
+                       f"a position in {p.signal.symbol} is already open; a position with "
+                       f"stop_loss/take_profit is one entry (sell it first)")
     return None
 
 
-def min_confidence(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
-    if p.signal.confidence < limits.min_confidence:
+def not_being_sold(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
+    """A BUY never adds to a position whose SELL is in flight: the SELL's size was taken before it."""
+    if p.signal.symbol in state.closing:
+        return Refusal("not_being_sold", f"the position in {p.signal.symbol} is being sold right now")
+    return None
+
+
+def min_confidence(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
+    if p.signal.confidence is not None and p.signal.confidence < limits.min_confidence:
         return Refusal("min_confidence", f"confidence {p.signal.confidence} is below "
                                          f"MIN_CONFIDENCE {limits.min_confidence}")
     return None
 
 
-def min_balance(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def min_balance(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if p.balance < limits.min_balance_usdt:
         return Refusal("min_balance", f"balance {p.balance} {limits.quote_asset} is below "
                                       f"MIN_BALANCE_USDT {limits.min_balance_usdt}")
     return None
 
 
-def max_risk_per_trade(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def max_risk_per_trade(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if p.amount_usdt > limits.max_risk_per_trade:
         return Refusal("max_risk_per_trade", f"trade amount {p.amount_usdt} {limits.quote_asset} is above "
                                              f"MAX_RISK_PER_TRADE {limits.max_risk_per_trade}")
     return None
 
 
-def max_open_trades(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def max_open_trades(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if state.open_trades >= limits.max_open_trades:
         return Refusal("max_open_trades", f"{state.open_trades} trades open, "
                                           f"MAX_OPEN_TRADES is {limits.max_open_trades}")
     return None
 
 
-def max_trades_per_day(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def max_trades_per_day(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if state.trades_today >= limits.max_trades_per_day:
         return Refusal("max_trades_per_day", f"{state.trades_today} trades today (UTC), "
                                              f"MAX_TRADES_PER_DAY is {limits.max_trades_per_day}")
     return None
 
 
-def cooldown(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def cooldown(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     last = state.last_trade_at.get((p.signal.symbol, p.signal.action))
     if last is None:
         return None
@@ -237,21 +297,21 @@ def cooldown(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
     return None
 
 
-def has_open_position(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def has_open_position(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if p.signal.symbol not in state.positions:
-        return Refusal("no_position", f"no open position in {p.signal.symbol} to sell (spot only: no shorting)")
+        return Refusal("has_open_position", f"no open position in {p.signal.symbol} to sell (spot only: no shorting)")
     if p.signal.symbol in state.closing:
-        return Refusal("no_position", f"the position in {p.signal.symbol} is already being sold")
+        return Refusal("has_open_position", f"the position in {p.signal.symbol} is already being sold")
     return None
 
 
 ENTRY_RULES: list[Rule] = [not_stale, not_duplicate, not_paused, max_daily_loss, protective_levels_make_sense,
-                           min_risk_reward, one_entry_per_protected_position, min_confidence, min_balance,
-                           max_risk_per_trade, max_open_trades, max_trades_per_day, cooldown]
+                           min_risk_reward, one_entry_per_protected_position, not_being_sold, min_confidence,
+                           min_balance, max_risk_per_trade, max_open_trades, max_trades_per_day, cooldown]
 EXIT_RULES: list[Rule] = [not_stale, not_duplicate, has_open_position, cooldown]
 
 
-def first_refusal(rules: list[Rule], proposal: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
+def first_refusal(rules: list[Rule], proposal: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     for rule in rules:
         refusal = rule(proposal, state, limits)
         if refusal is not None:
@@ -260,11 +320,15 @@ def first_refusal(rules: list[Rule], proposal: Proposal, state: RiskState, limit
 
 
 class RiskEngine:
-    """Thread-safe owner of the risk state. Counters roll over at UTC midnight."""
+    """Thread-safe owner of the risk state. Counters roll over at UTC midnight.
 
-    def __init__(self, limits: Settings, today: date) -> None:
+    One lock: webhook threads (BUY and SELL), the monitor thread (exits by the exchange) and the
+    reconcile thread (settled orders) all change the same positions and counters.
+    """
+
+    def __init__(self, limits: RiskLimits, today: date) -> None:
         self.limits = limits
-        self.state = RiskState(day=today)
+        self._state = RiskState(day=today)
         self._lock = threading.Lock()
 
     def reserve(self, proposal: Proposal) -> Ticket | Refusal:
@@ -273,16 +337,34 @@ class RiskEngine:
         with self._lock:
             self._roll_day(proposal.now)
             rules = ENTRY_RULES if signal.is_entry else EXIT_RULES
-            refusal = first_refusal(rules, proposal, self.state, self.limits)
-            if refusal is None or refusal.rule != "duplicate":
+            refusal = first_refusal(rules, proposal, self._state, self.limits)
+            if refusal is None or refusal.rule != not_duplicate.__name__:
                 self._remember_alert(signal.alert_id, proposal.now)
-            return refusal or self._take_slot(signal, proposal.now)
+            return refusal or self._take_slot(signal.symbol, signal.action, proposal.now)
 
-    def hold(self, signal: Signal, at: datetime) -> Ticket:
+    @contextmanager
+    def holding(self, ticket: Ticket) -> Iterator[Slot]:
+        """The block's reservation: released on the way out unless `confirm` or `slot.keep()` settled it,
+        so no path (a refusal, an exception) can leave a slot taken."""
+        slot = Slot(ticket)
+        try:
+            yield slot
+        finally:
+            if not slot.settled:
+                self.release(ticket)
+
+    def hold(self, symbol: str, action: str, alert_id: str | None, at: datetime) -> Ticket:
         """Reserve a slot without checks: for an order found in flight at start-up."""
         with self._lock:
-            self._remember_alert(signal.alert_id, at)
-            return self._take_slot(signal, at)
+            self._remember_alert(alert_id, at)
+            return self._take_slot(symbol, action, at)
+
+    def claim_exit(self, symbol: str, at: datetime) -> Ticket | None:
+        """Reserve the exit of a position the exchange is closing (stop or target); None if a SELL is under way."""
+        with self._lock:
+            if symbol not in self._state.positions or symbol in self._state.closing:
+                return None
+            return self._take_slot(symbol, "SELL", at)
 
     def remember_alert(self, alert_id: str | None, at: datetime) -> None:
         with self._lock:
@@ -290,117 +372,131 @@ class RiskEngine:
 
     def set_paused(self, paused: bool) -> None:
         with self._lock:
-            self.state.paused = paused
+            self._state.paused = paused
 
     def release(self, ticket: Ticket) -> None:
         """The order did not happen: give back the slot, the day's count and the cooldown."""
-        signal = ticket.signal
         with self._lock:
             self._end_reservation(ticket)
-            key = (signal.symbol, signal.action)
-            if self.state.last_trade_at.get(key) == ticket.reserved_at:
+            key = (ticket.symbol, ticket.action)
+            if self._state.last_trade_at.get(key) == ticket.reserved_at:
                 self._restore_cooldown(key, ticket.previous_trade_at)
-            if signal.is_entry and ticket.reserved_at.date() == self.state.day:
-                self.state.trades_today -= 1
+            if ticket.is_entry and ticket.reserved_at.date() == self._state.day:
+                self._state.trades_today -= 1
 
-    def confirm_entry(self, ticket: Ticket, quantity: Decimal, cost: Decimal) -> Position:
+    def confirm(self, ticket: Ticket, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
+        """The order executed (all or part): book the fill and end the reservation."""
         with self._lock:
             self._end_reservation(ticket)
-            return self.state.ledger.add_entry(ticket.signal.symbol, quantity, cost, ticket.reserved_at)
+            return self._book(rules, fill, at)
 
-    def confirm_exit(self, ticket: Ticket, sold: Decimal, proceeds: Decimal, at: datetime) -> tuple[Position, Decimal]:
-        """The position is sold and closed; returns it with the realized PnL (see Ledger.close)."""
+    def book_exit(self, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
+        """Part of a protective order executed while its position stays open (no reservation to end)."""
         with self._lock:
-            self._end_reservation(ticket)
-            return self._close(ticket.signal.symbol, sold, proceeds, at)
+            return self._book(rules, fill, at)
 
-    def claim_exit(self, symbol: str, at: datetime) -> Ticket | None:
-        """Reserve the exit of a position the exchange closed (stop or target); None if a SELL is under way."""
+    def restore_fill(self, rules: SymbolRules, fill: Fill, at: datetime) -> None:
+        """Replay one filled trade from the journal at start-up."""
         with self._lock:
-            if symbol not in self.state.positions or symbol in self.state.closing:
-                return None
-            return self._take_slot(Signal(symbol, "SELL", "protection", "", Decimal(0)), at)
+            self._roll_day(at)
+            self._state.last_trade_at[(rules.symbol, fill.side)] = at
+            if fill.side == "BUY":
+                self._state.trades_today += at.date() == self._state.day
+            self._book(rules, fill, at)
 
     def set_protection(self, symbol: str, protection: Protection | None, error: str | None = None) -> None:
         with self._lock:
-            held = self.state.positions.get(symbol)
+            held = self._state.positions.get(symbol)
             if held is not None:
                 held.protection, held.protection_error = protection, error
 
-    def protected_positions(self) -> list[Position]:
+    def watch_list(self) -> list[tuple[str, Protection, Decimal]]:
+        """(symbol, protection, position quantity) of each protected position no SELL is closing now."""
         with self._lock:
-            return [p for p in self.state.positions.values()
-                    if p.protection is not None and p.symbol not in self.state.closing]
+            return [(p.symbol, p.protection, p.quantity) for p in self._state.positions.values()
+                    if p.protection is not None and p.symbol not in self._state.closing]
 
-    def restore_fill(self, symbol: str, action: str, quantity: Decimal, quote: Decimal, at: datetime) -> None:
-        """Replay one filled trade from the journal at start-up (`quote`: a BUY's cost, a SELL's proceeds)."""
+    def position_quantity(self, symbol: str) -> Decimal:
         with self._lock:
-            self._roll_day(at)
-            self.state.last_trade_at[(symbol, action)] = at
-            if action == "BUY":
-                self.state.trades_today += at.date() == self.state.day
-                self.state.ledger.add_entry(symbol, quantity, quote, at)
-            elif symbol in self.state.positions:
-                self._close(symbol, quantity, quote, at)
+            held = self._state.positions.get(symbol)
+            return held.quantity if held else Decimal(0)
+
+    def position_symbols(self) -> list[str]:
+        with self._lock:
+            return list(self._state.positions)
 
     def closed_trades(self) -> list[tuple[datetime, Decimal]]:
         with self._lock:
-            return [(trade.closed_at, trade.realized_pnl) for trade in self.state.ledger.closed]
+            return [(trade.closed_at, trade.realized_pnl) for trade in self._state.ledger.closed]
+
+    def summary(self, now: datetime) -> dict[str, object]:
+        """Read-only figures for the start-up report."""
+        with self._lock:
+            self._roll_day(now)
+            state = self._state
+            return {"positions": {s: (p.quantity, p.cost) for s, p in state.positions.items()},
+                    "trades_today": state.trades_today, "paused": state.paused,
+                    "cooling": [f"{symbol} {action}" for (symbol, action), at in state.last_trade_at.items()
+                                if (now - at).total_seconds() < self.limits.cooldown_seconds]}
 
     def snapshot(self, now: datetime) -> dict[str, object]:
         with self._lock:
             self._roll_day(now)
             return {
-                "paused": self.state.paused,
-                "open_trades": self.state.open_trades,
-                "trades_today": self.state.trades_today,
+                "paused": self._state.paused,
+                "open_trades": self._state.open_trades,
+                "trades_today": self._state.trades_today,
                 "positions": {s: {"quantity": plain(p.quantity), "cost": plain(p.cost),
                                   "entry_price": plain(p.entry_price), "entries": p.entries,
                                   "opened_at": p.opened_at.isoformat(timespec="seconds"),
                                   "protection": p.protection.describe() if p.protection else None,
                                   "protection_error": p.protection_error}
-                              for s, p in self.state.positions.items()},
-                "dust": {s: {"quantity": plain(q), "cost": plain(c)} for s, (q, c) in self.state.ledger.dust.items()},
+                              for s, p in self._state.positions.items()},
+                "dust": {s: {"quantity": plain(q), "cost": plain(c)}
+                         for s, (q, c) in self._state.ledger.dust.items()},
             }
 
-    def _close(self, symbol: str, sold: Decimal, proceeds: Decimal, at: datetime) -> tuple[Position, Decimal]:
-        closed, pnl = self.state.ledger.close(symbol, sold, proceeds, at)
-        if at.date() == self.state.day:
-            self.state.realized_today += pnl
-        return closed, pnl
+    def _book(self, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
+        booking = self._state.ledger.apply(rules, fill, at)
+        if booking.realized_pnl is not None and at.date() == self._state.day:
+            self._state.realized_today += booking.realized_pnl
+        return booking
 
-    def _take_slot(self, signal: Signal, now: datetime) -> Ticket:
-        key = (signal.symbol, signal.action)
-        ticket = Ticket(signal, now, self.state.last_trade_at.get(key), self.state.positions.get(signal.symbol))
-        self.state.last_trade_at[key] = now
-        if signal.is_entry:
-            self.state.pending_entries += 1
-            self.state.trades_today += now.date() == self.state.day
+    def _take_slot(self, symbol: str, action: str, now: datetime) -> Ticket:
+        key = (symbol, action)
+        held = self._state.positions.get(symbol)
+        ticket = Ticket(symbol, action, now, self._state.last_trade_at.get(key))
+        if held is not None and action == "SELL":
+            ticket = replace(ticket, quantity=held.quantity, protection=held.protection)
+        self._state.last_trade_at[key] = now
+        if ticket.is_entry:
+            self._state.pending_entries += 1
+            self._state.trades_today += now.date() == self._state.day
         else:
-            self.state.closing.add(signal.symbol)
+            self._state.closing.add(symbol)
         return ticket
 
     def _remember_alert(self, alert_id: str | None, at: datetime) -> None:
         if not alert_id:
             return
-        self.state.seen_alerts[alert_id] = at
-        if len(self.state.seen_alerts) > MAX_REMEMBERED_ALERTS:
-            self.state.seen_alerts.popitem(last=False)
+        self._state.seen_alerts[alert_id] = at
+        if len(self._state.seen_alerts) > MAX_REMEMBERED_ALERTS:
+            self._state.seen_alerts.popitem(last=False)
 
     def _end_reservation(self, ticket: Ticket) -> None:
-        if ticket.signal.is_entry:
-            self.state.pending_entries -= 1
+        if ticket.is_entry:
+            self._state.pending_entries -= 1
         else:
-            self.state.closing.discard(ticket.signal.symbol)
+            self._state.closing.discard(ticket.symbol)
 
     def _restore_cooldown(self, key: tuple[str, str], previous: datetime | None) -> None:
         if previous is None:
-            self.state.last_trade_at.pop(key, None)
+            self._state.last_trade_at.pop(key, None)
         else:
-            self.state.last_trade_at[key] = previous
+            self._state.last_trade_at[key] = previous
 
     def _roll_day(self, now: datetime) -> None:
-        if now.date() > self.state.day:
-            self.state.day = now.date()
-            self.state.trades_today = 0
-            self.state.realized_today = Decimal(0)
+        if now.date() > self._state.day:
+            self._state.day = now.date()
+            self._state.trades_today = 0
+            self._state.realized_today = Decimal(0)

@@ -14,13 +14,13 @@ import queue
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
 from urllib.parse import quote
 
 import requests
 
 from config import Settings
 from money import plain
+from orders import OrderStatus, TradeRecord
 
 log = logging.getLogger("telegram")
 
@@ -183,28 +183,32 @@ def telegram_error(reply: requests.Response) -> tuple[str, float | None]:
     return str(body.get("description") or reply.reason or "no description"), retry_after
 
 
-def order_filled_message(row: Mapping[str, Any], quote_asset: str) -> str:
-    """A filled BUY or SELL, from its trades.csv row (the dict the bot journals)."""
-    return _message(row.get("Mode"), "✅", f"{row.get('Action')} {row.get('TradingPair')} filled",
-                    _fill_lines(row, quote_asset))
+def order_filled_message(record: TradeRecord, quote_asset: str) -> str:
+    """A filled BUY or SELL (all of it, or the part Binance executed)."""
+    return _message(record.mode, "✅", record.reason, _fill_lines(record, quote_asset))
 
 
-def order_failed_message(row: Mapping[str, Any]) -> str:
+def order_failed_message(record: TradeRecord) -> str:
     """A FAILED order (Binance said no, or could not be reached) or an UNKNOWN one (check Binance)."""
-    order = f"{row.get('Action')} {row.get('TradingPair')}"
-    if row.get("Status") == "UNKNOWN":
+    order = f"{record.action} {record.symbol}"
+    if record.status == OrderStatus.UNKNOWN:
         icon, headline = "⚠️", f"{order}: outcome unknown, check the order on Binance"
     else:
         icon, headline = "❌", f"{order} failed"
-    return _message(row.get("Mode"), icon, headline,
-                    [_show(row.get("Reason")), f"order {_show(row.get('ClientOrderID'))}"])
+    return _message(record.mode, icon, headline, [_show(record.reason), f"order {_show(record.client_order_id)}"])
 
 
-def exit_message(row: Mapping[str, Any], quote_asset: str, trigger: str) -> str:
-    """A position closed by a protective order; `trigger` names it, e.g. "stop-loss" or "take-profit"."""
+def exit_message(record: TradeRecord, quote_asset: str, trigger: str) -> str:
+    """A sale by a protective order; `trigger` names it, e.g. "stop-loss" or "take-profit"."""
     icon = "🛑" if "stop" in trigger.lower() else "🎯"
-    headline = f"{trigger} hit: {row.get('Action')} {row.get('TradingPair')} filled"
-    return _message(row.get("Mode"), icon, headline, _fill_lines(row, quote_asset))
+    part = "" if record.exchange_status in (None, "FILLED") else f" (part, {record.exchange_status})"
+    headline = f"{trigger} hit: {record.action} {record.symbol} filled{part}"
+    return _message(record.mode, icon, headline, _fill_lines(record, quote_asset))
+
+
+def unprotected_message(mode: str, symbol: str, problem: str) -> str:
+    """A position left without its stop-loss/take-profit on the exchange: the owner must look."""
+    return _message(mode, "🚨", f"{symbol}: position NOT protected", [problem])
 
 
 def paused_message(mode: str, reason: str) -> str:
@@ -223,16 +227,14 @@ def _message(mode: object, icon: str, headline: str, details: list[str]) -> str:
     return "\n".join([f"[{_show(mode)}] {icon} {headline}", *details])[:MAX_TEXT_LENGTH]
 
 
-def _fill_lines(row: Mapping[str, Any], quote_asset: str) -> list[str]:
-    verb = "bought" if row.get("Action") == "BUY" else "sold"
-    lines = [f"{verb} {_show(row.get('Quantity'))} at {_show(row.get('Price'))} "
-             f"for {_show(row.get('TradeAmount'))} {quote_asset}"]
-    if row.get("Fee") not in (None, ""):
-        lines.append(f"fee {_show(row.get('Fee'))} {_show(row.get('FeeAsset'))}")
-    if row.get("RealizedPnL") not in (None, ""):
-        lines.append(f"P&L {_signed(row.get('RealizedPnL'))} {quote_asset} "
-                     f"(entry price {_show(row.get('EntryPrice'))})")
-    lines.append(f"order {_show(row.get('ClientOrderID'))}")
+def _fill_lines(record: TradeRecord, quote_asset: str) -> list[str]:
+    verb = "bought" if record.action == "BUY" else "sold"
+    lines = [f"{verb} {_show(record.quantity)} at {_show(record.price)} for {_show(record.amount)} {quote_asset}"]
+    if record.fees:
+        lines.append(f"fee {record.fees}")
+    if record.realized_pnl is not None:
+        lines.append(f"P&L {_signed(record.realized_pnl)} {quote_asset} (entry price {_show(record.entry_price)})")
+    lines.append(f"order {_show(record.client_order_id)}")
     return lines
 
 

@@ -27,11 +27,11 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}/api"
 
 
-def wait_until(condition: Callable[[], bool], seconds: float = 15) -> None:
+def wait_until(condition: Callable[[], bool], seconds: float = 15, every: float = 0.05) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -110,7 +110,7 @@ def test_killed_before_binance_executed_the_order(bot_process, fake, tmp_path: P
     bot_process.kill()
 
     bot_process.start()
-    wait_until(lambda: bot_process.status()["open_orders"] == [])
+    wait_until(lambda: bot_process.status()["open_orders"] == [], seconds=25, every=0.5)
     [trade] = read_csv(tmp_path / "logs" / "trades.csv")
     assert trade["Status"] == "FAILED" and "it was never placed" in trade["Reason"]
     assert bot_process.status()["open_trades"] == 0
@@ -132,7 +132,7 @@ def test_paper_mode_recovers_from_its_own_records(start_bot) -> None:
     balance = bot.status()["balance"]
     bot.stop()
     with open(bot.settings.intents_csv, "a", encoding="utf-8", newline="") as intents:
-        intents.write("2026-01-01 00:00:00,ETHUSDT,BUY,tv-crashed-paper-order,10,,,paper\r\n")
+        intents.write("2026-01-01 00:00:00,ETHUSDT,BUY,tv-crashed-paper-order,10,,,paper,,\r\n")
     bot = start_bot("paper")
     status = bot.status()
     assert status["open_orders"] == [] and status["balance"] == balance and list(status["positions"]) == ["BTCUSDT"]

@@ -209,7 +209,7 @@ def test_the_score_matches_the_balances_and_the_offline_report(start_bot, fake) 
     fake.set_price("BTCUSDT", D(50000))
     bot.send()
     fake.set_price("BTCUSDT", D(50500))
-    bot.app.state.bot.monitor()
+    bot.app.state.trader.settler.monitor()
     score = bot.status()["performance"]
     assert D(score["realized_pnl_total"]) == sum(results)
     assert fake.balance("USDT") == D(10000) + sum(results) - bot.tied_up()

@@ -3,7 +3,6 @@ an exchange that is down, a journal that cannot be written, and the emergency st
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +11,9 @@ from decimal import Decimal
 
 import pytest
 
-from app import client_order_id_for, create_app
+from app import create_app
 from csv_logger import JournalInUse
-from signals import Signal
+from orders import client_order_id_for
 from tests.conftest import SECRET, read_csv, wait_until
 
 D = Decimal
@@ -67,7 +66,7 @@ def test_order_identity_is_derived_from_the_alert_and_recorded_before_sending(st
     sender = threading.Thread(target=bot.send, kwargs={"alert_id": "x-1"})
     sender.start()
     wait_until(lambda: len(fake.orders) == 1)
-    expected = client_order_id_for(Signal("BTCUSDT", "BUY", "", "", Decimal(80), alert_id="x-1"))
+    expected = client_order_id_for("x-1")
     assert fake.orders[0]["clientOrderId"] == expected
     assert [i["ClientOrderID"] for i in read_csv(bot.settings.intents_csv)] == [expected]
     assert not bot.settings.trades_csv.exists()
@@ -116,7 +115,7 @@ def test_order_that_never_reached_binance_is_unknown_then_settled_as_failed(star
     assert answer["trade"]["status"] == "UNKNOWN"
     assert bot.status()["open_trades"] == 1
     assert "MAX_OPEN_TRADES" in answer_of(bot.send(symbol="ETHUSDT"))["reason"]
-    wait_until(lambda: bot.status()["open_orders"] == [])
+    wait_until(lambda: bot.status()["open_orders"] == [], seconds=25, every=0.5)
     assert [t["Status"] for t in bot.trades()] == ["UNKNOWN", "FAILED"]
     assert "it was never placed" in bot.trades()[1]["Reason"]
     assert bot.status()["open_trades"] == 0

@@ -87,20 +87,41 @@ def test_buy_below_minimum_notional_is_rejected_before_sending(start_bot, fake, 
     assert bot.status()["open_trades"] == 0
 
 
-def test_sell_below_minimum_notional_is_rejected_and_the_position_stays(start_bot, fake) -> None:
-    bot = start_bot("testnet", fake, trade_amount_usdt=6)
+@pytest.mark.parametrize("known_price", ["alert", "monitor"])
+def test_sell_below_minimum_notional_is_rejected_and_the_position_stays(start_bot, fake, known_price) -> None:
+    bot = start_bot("testnet", fake, trade_amount_usdt=6, cooldown_seconds=0)
     filled(bot.send())
     fake.set_price("BTCUSDT", D("25000"))
-    answer = bot.send(action="sell").json()
+    if known_price == "monitor":
+        bot.app.state.trader.settler.monitor()
+    answer = bot.send(action="sell", price="25000" if known_price == "alert" else None).json()
     assert answer["decision"] == "REJECTED" and "NOTIONAL 5" in answer["reason"]
     assert fake.count("/api/v3/order", "POST") == 1
     assert "BTCUSDT" in bot.status()["positions"]
 
 
-def test_sell_quantity_is_rounded_down_to_the_step_and_capped_by_the_free_balance(start_bot, fake) -> None:
-    bot = start_bot("testnet", fake, trade_amount_usdt=10)
+def test_sell_refused_by_binance_at_a_price_the_bot_did_not_know_is_journalled_then_the_price_is_read_again(
+        start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, trade_amount_usdt=6, cooldown_seconds=0)
+    filled(bot.send())
+    fake.set_price("BTCUSDT", D("25000"))
+    failed = bot.send(action="sell").json()
+    assert failed["trade"]["status"] == "FAILED" and "-1013 Filter failure: NOTIONAL" in failed["reason"]
+    refused = bot.send(action="sell").json()
+    assert refused["decision"] == "REJECTED" and "NOTIONAL 5" in refused["reason"]
+    assert fake.count("/api/v3/order", "POST") == 2
+    assert [t["Status"] for t in bot.trades()] == ["FILLED", "FAILED"]
+    assert "BTCUSDT" in bot.status()["positions"]
+
+
+def test_sell_quantity_is_rounded_down_to_the_step_and_capped_by_the_balance_binance_reports(start_bot, fake) -> None:
+    """The balance is cached and kept current by fills; a change made outside the bot is seen when Binance
+    refuses the SELL, and the next SELL sells what is really held."""
+    bot = start_bot("testnet", fake, trade_amount_usdt=10, cooldown_seconds=0)
     filled(bot.send(symbol="ETHUSDT"))
     fake.set_balance("ETH", D("0.0021"))
+    refused = bot.send(symbol="ETHUSDT", action="sell").json()
+    assert refused["trade"]["status"] == "FAILED" and "-2010" in refused["reason"]
     sell = filled(bot.send(symbol="ETHUSDT", action="sell"))
     assert D(sell["quantity"]) == D("0.0021")
     assert fake.orders[-1]["origQty"].rstrip("0").rstrip(".") == "0.0021"
@@ -155,8 +176,8 @@ def test_exchange_gone_mid_order_is_unknown_and_keeps_the_slot(start_bot, fake) 
     fake.stop()
     answer = bot.send().json()
     assert answer["trade"]["status"] == "UNKNOWN"
-    assert answer["reason"].startswith("order outcome unknown: Binance connection lost: the order may or may not exist; "
-                                       "cannot look up order")
+    assert answer["reason"].startswith("order outcome unknown: Binance connection lost: it may or may not have been "
+                                       "carried out; cannot look up order")
     assert bot.status()["open_trades"] == 2
     assert bot.trades()[-1]["Status"] == "UNKNOWN"
 
