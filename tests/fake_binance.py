@@ -289,6 +289,7 @@ class Symbol:
     max_notional: Decimal
     apply_max_to_market: bool
     legacy_min_notional: bool
+    apply_min_to_market: bool
     status: str
     price: Decimal | None = None
 
@@ -304,14 +305,14 @@ class Symbol:
             raise filter_failure("MARKET_LOT_SIZE")
 
     def check_notional(self, notional: Decimal, *, market: bool) -> None:
-        """filters.md: NOTIONAL's `applyMinToMarket` (always true here) and `applyMaxToMarket` say
-        whether MARKET orders are held to minNotional and maxNotional; MIN_NOTIONAL's
+        """filters.md: NOTIONAL's `applyMinToMarket` and `applyMaxToMarket` say whether MARKET orders
+        are held to minNotional and maxNotional (other orders always are); MIN_NOTIONAL's
         `applyToMarket` is always true here."""
         if self.legacy_min_notional:
             if notional < self.min_notional:
                 raise filter_failure("MIN_NOTIONAL")
-        elif notional < self.min_notional or (notional > self.max_notional
-                                              and (not market or self.apply_max_to_market)):
+        elif (notional < self.min_notional and (not market or self.apply_min_to_market)) or (
+                notional > self.max_notional and (not market or self.apply_max_to_market)):
             raise filter_failure("NOTIONAL")
 
     def floor_to_step(self, quantity: Decimal) -> Decimal:
@@ -339,7 +340,7 @@ class Symbol:
                               "applyToMarket": True, "avgPriceMins": 5}
         else:
             notional = {"filterType": "NOTIONAL", "minNotional": fmt(self.min_notional),
-                        "applyMinToMarket": True, "maxNotional": fmt(self.max_notional),
+                        "applyMinToMarket": self.apply_min_to_market, "maxNotional": fmt(self.max_notional),
                         "applyMaxToMarket": self.apply_max_to_market, "avgPriceMins": 5}
         return [
             {"filterType": "PRICE_FILTER", "minPrice": fmt(self.tick), "maxPrice": fmt(MAX_PRICE),
@@ -640,18 +641,20 @@ class FakeBinance:
                    min_qty: Number = "0.00001", max_qty: Number = "9000", tick: Number = "0.01",
                    min_notional: Number = "5", legacy_min_notional: bool = False, status: str = "TRADING",
                    market_min_qty: Number = 0, market_max_qty: Number = 0, market_step: Number = 0,
-                   max_notional: Number = MAX_NOTIONAL, apply_max_to_market: bool = False) -> None:
+                   max_notional: Number = MAX_NOTIONAL, apply_max_to_market: bool = False,
+                   apply_min_to_market: bool = True) -> None:
         """A new market, without a price until `set_price`. LOT_SIZE is step/min_qty/max_qty,
         MARKET_LOT_SIZE the market_* ones (0 disables a rule: off by default), NOTIONAL
-        min_notional/max_notional (or legacy MIN_NOTIONAL), with maxNotional held against MARKET
-        orders only if apply_max_to_market."""
+        min_notional/max_notional (or legacy MIN_NOTIONAL), with minNotional and maxNotional held
+        against MARKET orders only if apply_min_to_market / apply_max_to_market."""
         with self._lock:
             self._symbols[symbol] = Symbol(
                 name=symbol, base=base, quote=quote,
                 lot=Lot(to_decimal(min_qty), to_decimal(max_qty), to_decimal(step)),
                 market_lot=Lot(to_decimal(market_min_qty), to_decimal(market_max_qty), to_decimal(market_step)),
                 tick=to_decimal(tick), min_notional=to_decimal(min_notional), max_notional=to_decimal(max_notional),
-                apply_max_to_market=apply_max_to_market, legacy_min_notional=legacy_min_notional, status=status)
+                apply_max_to_market=apply_max_to_market, legacy_min_notional=legacy_min_notional,
+                apply_min_to_market=apply_min_to_market, status=status)
 
     def set_price(self, symbol: str, price: Number, volume: Number | None = None) -> None:
         """Set the last price; resting orders it crosses fill (or trigger) now, oldest first.
