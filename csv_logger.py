@@ -257,7 +257,7 @@ class Journal:
     def __init__(self, logs_dir: Path, mode: str) -> None:
         self.mode = mode
         self.signals = CsvFile(logs_dir / JOURNAL_FILES["signals"], SIGNAL_FIELDS, durable=False)
-        self.trades = CsvFile(logs_dir / JOURNAL_FILES["trades"], TRADE_FIELDS, durable=False)
+        self.trades = trades_file(logs_dir)
         self.intents = CsvFile(logs_dir / JOURNAL_FILES["intents"], INTENT_FIELDS, durable=True)
 
     def record_decision(self, at: datetime, signal: Signal, decision: str, reason: str,
@@ -288,14 +288,8 @@ class Journal:
         self.trades.append(row | {"Mode": self.mode})
 
     def trade_records(self) -> Iterator[TradeRecord]:
-        """This mode's trades.csv rows, oldest first; unreadable rows are reported and skipped."""
-        for row in self.trades.rows():
-            if row["Mode"] != self.mode:
-                continue
-            try:
-                yield trade_record_of(row)
-            except ValueError:
-                log.warning("trades.csv: skipping an unreadable row from %s", row.get("DateTime"))
+        """This mode's trades.csv rows, oldest first."""
+        return (record for record in read_trade_records(self.trades) if record.mode == self.mode)
 
     def intent_records(self) -> Iterator[Intent]:
         for row in self.intents.rows():
@@ -342,6 +336,19 @@ class JournalLock:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def read_trade_records(trades: CsvFile) -> Iterator[TradeRecord]:
+    """Every trades.csv row of every mode, oldest first; unreadable rows are reported and skipped."""
+    for row in trades.rows():
+        try:
+            yield trade_record_of(row)
+        except ValueError:
+            log.warning("%s: skipping an unreadable row from %s", trades.path.name, row.get("DateTime"))
+
+
+def trades_file(logs_dir: Path) -> CsvFile:
+    return CsvFile(logs_dir / JOURNAL_FILES["trades"], TRADE_FIELDS, durable=False)
 
 
 def original_text(cell: str) -> str:

@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from csv_logger import JOURNAL_FILES, TRADE_FIELDS, CsvFile, fill_of, trade_record_of
+from csv_logger import fill_of, read_trade_records, trades_file
 from money import PRICE_PLACES, plain
 from orders import OrderStatus
 from risk import Ledger
@@ -41,12 +41,10 @@ def performance(closed: list[tuple[datetime, Decimal]], today: date) -> dict[str
 def replay_journal(logs_dir: Path, quote_asset: str) -> dict[str, Ledger]:
     """Every filled trade in trades.csv, through the same ledger rule the bot keeps, one ledger per mode."""
     ledgers: dict[str, Ledger] = {}
-    for row in CsvFile(logs_dir / JOURNAL_FILES["trades"], TRADE_FIELDS, durable=False).rows():
-        if row["Status"] != OrderStatus.FILLED:
-            continue
-        record = trade_record_of(row)
-        rules, fill = fill_of(record, quote_asset)
-        ledgers.setdefault(row["Mode"], Ledger()).apply(rules, fill, record.at)
+    for record in read_trade_records(trades_file(logs_dir)):
+        if record.status == OrderStatus.FILLED:
+            rules, fill = fill_of(record, quote_asset)
+            ledgers.setdefault(record.mode or "", Ledger()).apply(rules, fill, record.at)
     return ledgers
 
 
