@@ -416,9 +416,9 @@ class BinanceExchange:
         try:
             protection = self._send_protection(rules, protection)
         except OutcomeUnknown as unclear:
-            protection = self._find_after_unclear_protection(rules, protection, unclear)
-        finally:
             self.forget_balances()
+            return self._find_after_unclear_protection(rules, protection, unclear)
+        self._hold_in_cache(rules.base_asset, protection.quantity)
         return protection
 
     def restore_protection(self, rules: SymbolRules, protection: Protection) -> None:
@@ -437,11 +437,14 @@ class BinanceExchange:
                 reports = [self.gateway.call("cancel_order", changes_exchange=True, symbol=rules.symbol,
                                              origClientOrderId=protection.client_id)]
         except OutcomeUnknown as unclear:
-            return self._legs_after_unclear_cancel(rules, protection, unclear)
-        finally:
             self.forget_balances()
+            return self._legs_after_unclear_cancel(rules, protection, unclear)
         legs = [leg_state_of(report, "origClientOrderId") for report in reports]
-        return [self._order_state(rules, leg.client_id) or leg if leg.fill.quantity > 0 else leg for leg in legs]
+        if any(leg.fill.quantity > 0 for leg in legs):
+            self.forget_balances()
+            return [self._order_state(rules, leg.client_id) or leg if leg.fill.quantity > 0 else leg for leg in legs]
+        self._hold_in_cache(rules.base_asset, -protection.quantity)
+        return legs
 
     def leg_states(self, rules: SymbolRules, protection: Protection) -> dict[str, LegState | None]:
         """Each leg by client id, with fees; None for a leg Binance does not know."""
@@ -461,6 +464,12 @@ class BinanceExchange:
                 self._balances = Balances({b["asset"]: Decimal(b["free"]) for b in account["balances"]})
                 self._balances_read_at = time.monotonic()
             return self._balances
+
+    def _hold_in_cache(self, asset: str, amount: Decimal) -> None:
+        """Resting orders took (or, negative, gave back) `amount` of the free balance: keep the cache true."""
+        with self._lock:
+            if self._balances is not None:
+                self._balances.lock(asset, amount)
 
     def _send_protection(self, rules: SymbolRules, protection: Protection) -> Protection:
         legs, quantity = protection.legs, plain(protection.quantity)

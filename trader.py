@@ -395,6 +395,7 @@ class Settler:
 
     def book_legs(self, rules: SymbolRules, fills: list[LegFill], ticket: Ticket | None) -> TradeRecord:
         """Book what protective legs executed; the last one confirms `ticket` when it closes the position."""
+        self.exchange.forget_balances()
         records = [self._record_fill(Order(leg.fill.client_order_id, rules, "SELL", self.clock(), time.time(),
                                            ticket if number == len(fills) - 1 else None), leg.fill, "", kind=leg.kind)
                    for number, leg in enumerate(fills)]

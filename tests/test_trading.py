@@ -182,11 +182,30 @@ def test_exchange_gone_mid_order_is_unknown_and_keeps_the_slot(start_bot, fake) 
     assert bot.trades()[-1]["Status"] == "UNKNOWN"
 
 
-def test_steady_state_buy_costs_one_rest_call(start_bot, fake) -> None:
-    bot = start_bot("testnet", fake, cooldown_seconds=0)
+def test_steady_state_buy_and_sell_cost_one_rest_call_each(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, cooldown_seconds=0, monitor_interval_seconds=3600)
     filled(bot.send())
     fake.reset_counts()
     filled(bot.send(symbol="ETHUSDT"))
+    assert fake.calls == [("POST", "/api/v3/order")]
+    fake.reset_counts()
+    filled(bot.send(symbol="ETHUSDT", action="sell"))
+    assert fake.calls == [("POST", "/api/v3/order")]
+
+
+def test_a_protected_buy_costs_two_calls_and_its_sell_two(start_bot, fake) -> None:
+    bot = start_bot("testnet", fake, cooldown_seconds=0, monitor_interval_seconds=3600)
+    filled(bot.send(symbol="ETHUSDT"))
+    filled(bot.send(symbol="BTCUSDT"))
+    filled(bot.send(symbol="BTCUSDT", action="sell"))
+    fake.reset_counts()
+    filled(bot.send(stop_loss="48000", take_profit="55000"))
+    assert fake.calls == [("POST", "/api/v3/order"), ("POST", "/api/v3/orderList/oco")]
+    fake.reset_counts()
+    filled(bot.send(action="sell"))
+    assert fake.calls == [("DELETE", "/api/v3/orderList"), ("POST", "/api/v3/order")]
+    fake.reset_counts()
+    filled(bot.send(symbol="ETHUSDT", action="sell"))
     assert fake.calls == [("POST", "/api/v3/order")]
 
 
