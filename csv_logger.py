@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import io
+import itertools
 import logging
 import os
 import re
@@ -52,6 +54,9 @@ FORMULA_ESCAPED_AFTER_SEMICOLON = re.compile(r"(;\s*)'(?=[=+\-@])")
 DECIMAL_FIELDS = ("amount", "price", "quantity", "net_quantity", "fee", "realized_pnl", "entry_price", "stop_loss",
                   "take_profit", "fee_in_quote")
 BOM = "\ufeff"
+MAX_ROWS_PER_FILE = 1_048_575  # Excel's sheet holds 1,048,576 rows, the header included
+ROLLED_NAME = re.compile(r"-(\d{4}-\d{2})(?:-(\d+))?")
+TAIL_BYTES = 256
 
 Cell = str | Decimal | int | datetime | None
 
@@ -98,15 +103,34 @@ class JournalInUse(Exception):
     """Another bot process already writes this journal."""
 
 
+@dataclass(frozen=True)
+class Position:
+    """A place in a journal: after the first `offset` bytes of file `name`, whose last bytes hash to `tail`."""
+    name: str
+    offset: int
+    tail: str
+
+
+class StalePosition(Exception):
+    """A position that does not match the files any more (a file edited, replaced or missing)."""
+
+
 class CsvFile:
-    """One CSV file: header written once, rows appended whole under a lock, flushed to disk."""
+    """One CSV journal: header written once, rows appended whole under a lock, flushed to disk.
+
+    So that every file opens whole in Excel (1,048,576 rows a sheet), the current file rolls over to
+    `<name>-YYYY-MM.csv` (then `-YYYY-MM-2.csv`, ...) when a month ends or before the row limit; the
+    current file keeps the documented name, and `rows()` reads the rolled files first.
+    """
 
     def __init__(self, path: Path, fields: list[str], durable: bool) -> None:
         self.path = path
         self.fields = fields
         self.durable = durable
         self._lock = threading.Lock()
-        self._tail_checked = False
+        self._prepared = False
+        self._month: str | None = None
+        self._rows = 0
         self._backlog: list[str] = []
 
     def append(self, row: Mapping[str, Cell]) -> None:
@@ -125,35 +149,97 @@ class CsvFile:
         if written is not None:
             self._sync_and_close(written)
 
+    def prepare(self) -> None:
+        """Look at the file once before the first row (run early, off an alert's path): its columns, its
+        month, its row count, and a last line a crash may have left unfinished."""
+        with self._lock:
+            try:
+                self._prepare()
+            except OSError as error:
+                log.warning("%s cannot be read (%s): retried on the next write", self.path.name,
+                            error.strerror or type(error).__name__)
+
     @property
     def unwritten(self) -> int:
         return len(self._backlog)
 
+    def end(self) -> Position:
+        """Where the rows written so far end (taken under the lock, so never inside a row)."""
+        with self._lock:
+            return self._position(self.path, self.path.stat().st_size if self.path.exists() else 0)
+
+    def rows(self, after: Position | None = None) -> Iterator[dict[str, str]]:
+        """The rows, oldest first across the rolled files (only those after `after`, up to now), streamed.
+        A half-written last line (from a crash) and a row with missing cells are reported and skipped."""
+        paths = [*self.rolled_paths(), self.path]
+        start, offset = 0, 0
+        if after is not None and after.offset:
+            start = next((index for index, path in enumerate(paths) if path.name == after.name), -1)
+            if start < 0 or self._position(paths[start], after.offset) != after:
+                raise StalePosition(f"{after.name} does not match the checkpoint")
+            offset = after.offset
+        for number, path in enumerate(paths[start:]):
+            yield from self._rows_of(path, offset if number == 0 else 0)
+
+    def rolled_paths(self) -> list[Path]:
+        """Earlier files of this journal, oldest first."""
+        rolled = [(match.group(1), int(match.group(2) or 1), path)
+                  for path in self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}")
+                  if (match := ROLLED_NAME.fullmatch(path.stem.removeprefix(self.path.stem)))]
+        return [path for _, _, path in sorted(rolled)]
+
     def _write_backlog(self) -> IO[str] | None:
         """Append the kept rows, in order, under the lock; returns the open file for the caller to sync."""
         try:
-            text = "".join(self._backlog)
-            if not self._tail_checked:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._roll_if_old_header()
-                text = self._line_break_after_crash() + text
+            if not self._prepared:
+                self._prepare()
+            self._roll_if_due(len(self._backlog))
             handle = open(self.path, "a", encoding="utf-8", newline="")
             try:
+                text = "".join(self._backlog)
                 if handle.tell() == 0:
-                    text = BOM + self._encode(self.fields) + text.lstrip("\r\n")
+                    text = BOM + self._encode(self.fields) + text
                 handle.write(text)
                 handle.flush()
             except OSError:
                 handle.close()
                 raise
         except OSError as error:
-            self._tail_checked = False
+            self._prepared = False
             log.warning("%s cannot be written (%s): %d row(s) kept in memory, retried on the next write",
                         self.path.name, error.strerror or type(error).__name__, len(self._backlog))
             return None
+        self._rows += len(self._backlog)
         self._backlog.clear()
-        self._tail_checked = True
         return handle
+
+    def _prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._roll_if_old_header()
+        if self.path.exists() and self.path.stat().st_size > 0:
+            if self._line_break_after_crash(self.path):
+                with open(self.path, "a", encoding="utf-8", newline="") as handle:
+                    handle.write("\r\n")
+            self._month, self._rows = self._month_and_rows()
+        self._prepared = True
+
+    def _roll_if_due(self, adding: int) -> None:
+        """A new month, or a file that would pass Excel's row limit, starts a new file."""
+        month = datetime.now(timezone.utc).strftime("%Y-%m")
+        if self._rows and (self._month != month or self._rows + adding > MAX_ROWS_PER_FILE):
+            self._roll(self._month or month)
+            self._rows = 0
+        if not self._rows:
+            self._month = month
+
+    def _month_and_rows(self) -> tuple[str, int]:
+        """The month the file was last written in, and its number of rows (a fast count of line ends)."""
+        lines = 0
+        with open(self.path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                lines += chunk.count(b"\n")
+        modified = datetime.fromtimestamp(self.path.stat().st_mtime, timezone.utc)
+        return modified.strftime("%Y-%m"), max(lines - 1, 0)
 
     def _sync_and_close(self, handle: IO[str]) -> None:
         """fsync outside the lock: parallel writers share the disk's flush instead of queueing for it."""
@@ -164,26 +250,15 @@ class CsvFile:
                 except OSError as error:
                     log.warning("%s: written but not synced to disk (%s)", self.path.name, error.strerror)
 
-    def rows(self) -> Iterator[dict[str, str]]:
-        """The rows written so far, oldest first across the rolled files, streamed. A half-written last
-        line (from a crash) and a row with missing cells are reported and skipped."""
-        for path in [*self.rolled_paths(), self.path]:
-            yield from self._rows_of(path)
-
-    def rolled_paths(self) -> list[Path]:
-        """Earlier files of this journal (`trades-2026-11-1.csv`, ...), oldest first."""
-        def order(path: Path) -> tuple[str, int]:
-            month, _, number = path.stem.removeprefix(self.path.stem + "-").rpartition("-")
-            return month, int(number) if number.isdigit() else 0
-        return sorted(self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"), key=order)
-
-    def _rows_of(self, path: Path) -> Iterator[dict[str, str]]:
+    def _rows_of(self, path: Path, offset: int) -> Iterator[dict[str, str]]:
         if not path.exists():
             return
         last_line_complete = self._line_break_after_crash(path) == ""
         with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader([handle.readline()]), [])
+            if offset:
+                handle.seek(offset)
             reader = csv.reader(handle)
-            header = next(reader, [])
             previous: list[str] | None = None
             for cells in reader:
                 if previous is not None:
@@ -194,13 +269,24 @@ class CsvFile:
         elif previous is not None:
             log.warning("%s: ignoring an incomplete last line (the bot was stopped mid-write)", path.name)
 
+    def _position(self, path: Path, offset: int) -> Position:
+        with open(path, "rb") as handle:
+            handle.seek(max(offset - TAIL_BYTES, 0))
+            tail = handle.read(min(offset, TAIL_BYTES))
+        return Position(path.name, offset, hashlib.sha256(tail).hexdigest())
+
     def _roll(self, month: str) -> None:
-        """Move the current file aside as `<name>-<month>-<n>.csv`; the next row starts a new file."""
-        number = 1 + max((int(p.stem.rpartition("-")[2]) for p in self.rolled_paths()
-                          if p.stem.startswith(f"{self.path.stem}-{month}-")), default=0)
-        target = self.path.with_name(f"{self.path.stem}-{month}-{number}{self.path.suffix}")
+        """Move the current file aside as `<name>-<month>.csv` (or `-<month>-<n>.csv`)."""
+        taken = {path.name for path in self.rolled_paths()}
+        number = next(n for n in itertools.count(1)
+                      if self._rolled_name(month, n) not in taken)
+        target = self.path.with_name(self._rolled_name(month, number))
         self.path.rename(target)
         log.info("%s: earlier rows are now in %s", self.path.name, target.name)
+
+    def _rolled_name(self, month: str, number: int) -> str:
+        suffix = "" if number == 1 else f"-{number}"
+        return f"{self.path.stem}-{month}{suffix}{self.path.suffix}"
 
     def _roll_if_old_header(self) -> None:
         """A file written by an older version has other columns: keep it whole beside the new one."""
@@ -218,9 +304,9 @@ class CsvFile:
         else:
             log.warning("%s: ignoring an incomplete row from %s", self.path.name, cells[0] if cells else "?")
 
-    def _line_break_after_crash(self, path: Path | None = None) -> str:
+    @staticmethod
+    def _line_break_after_crash(path: Path) -> str:
         """A crash mid-write leaves a last line without its end: start the next row on a line of its own."""
-        path = path or self.path
         if not path.exists() or path.stat().st_size == 0:
             return ""
         with open(path, "rb") as handle:

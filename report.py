@@ -1,41 +1,16 @@
-"""The score: realized PnL statistics for /status, and `python report.py [LOGS_DIR]`, the same
-summary read from trades.csv alone, so a user can audit the bot without it running."""
+"""`python report.py [LOGS_DIR]`: the score /status shows, read from trades.csv alone, so a user can audit
+the bot without it running."""
 from __future__ import annotations
 
 import argparse
 import sys
 from datetime import date, datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 
 from csv_logger import fill_of, read_trade_records, trades_file
-from money import PRICE_PLACES, plain
+from money import plain
 from orders import OrderStatus
 from risk import Ledger
-
-
-def performance(closed: list[tuple[datetime, Decimal]], today: date) -> dict[str, str | int | None]:
-    """The score from the realized PnL of closed trades, oldest first (quote asset, after fees).
-
-    Max drawdown is the largest fall of cumulative realized PnL from its previous peak.
-    """
-    pnls = [pnl for _, pnl in closed]
-    wins = [pnl for pnl in pnls if pnl > 0]
-    losses = [pnl for pnl in pnls if pnl < 0]
-    equity = peak = drawdown = Decimal(0)
-    for pnl in pnls:
-        equity += pnl
-        peak = max(peak, equity)
-        drawdown = max(drawdown, peak - equity)
-    return {
-        "closed_trades": len(pnls),
-        "realized_pnl_total": plain(sum(pnls, Decimal(0))),
-        "realized_pnl_today": plain(sum((pnl for at, pnl in closed if at.date() == today), Decimal(0))),
-        "win_rate_percent": plain((Decimal(100 * len(wins)) / len(pnls)).quantize(Decimal("0.01"))) if pnls else None,
-        "average_win": plain((sum(wins, Decimal(0)) / len(wins)).quantize(PRICE_PLACES)) if wins else None,
-        "average_loss": plain((sum(losses, Decimal(0)) / len(losses)).quantize(PRICE_PLACES)) if losses else None,
-        "max_drawdown": plain(drawdown),
-    }
 
 
 def replay_journal(logs_dir: Path, quote_asset: str) -> dict[str, Ledger]:
@@ -52,9 +27,8 @@ def report(logs_dir: Path, quote_asset: str, today: date) -> str:
     lines = [f"Journal: {logs_dir.resolve()}"]
     for mode, ledger in sorted(replay_journal(logs_dir, quote_asset).items()):
         lines.append(f"\n[{mode}]")
-        closed = [(trade.closed_at, trade.realized_pnl) for trade in ledger.closed]
         lines += [f"  {name.replace('_', ' ')}: {'-' if value is None else value}"
-                  for name, value in performance(closed, today).items()]
+                  for name, value in ledger.score.summary(today).items()]
         lines += [f"  open: {symbol} {plain(p.quantity)} at {plain(p.entry_price)} (cost {plain(p.cost)})"
                   for symbol, p in sorted(ledger.positions.items())]
     return "\n".join(lines)

@@ -56,11 +56,48 @@ class Position:
         return (self.cost / self.quantity).quantize(PRICE_PLACES) if self.quantity else Decimal(0)
 
 
-@dataclass(frozen=True)
-class ClosedTrade:
-    symbol: str
-    closed_at: datetime
-    realized_pnl: Decimal
+@dataclass
+class Score:
+    """The realized PnL of every sale, summed as it comes (quote asset, after fees): the figures /status
+    and report.py show, in constant memory however long the history."""
+    sales: int = 0
+    wins: int = 0
+    won: Decimal = Decimal(0)
+    losses: int = 0
+    lost: Decimal = Decimal(0)
+    peak: Decimal = Decimal(0)
+    max_drawdown: Decimal = Decimal(0)
+    day: date | None = None
+    day_total: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.won + self.lost
+
+    def add(self, at: datetime, pnl: Decimal) -> None:
+        """One sale. Max drawdown is the largest fall of cumulative realized PnL from its previous peak."""
+        self.sales += 1
+        if pnl > 0:
+            self.wins, self.won = self.wins + 1, self.won + pnl
+        elif pnl < 0:
+            self.losses, self.lost = self.losses + 1, self.lost + pnl
+        self.peak = max(self.peak, self.total)
+        self.max_drawdown = max(self.max_drawdown, self.peak - self.total)
+        if self.day != at.date():
+            self.day, self.day_total = at.date(), Decimal(0)
+        self.day_total += pnl
+
+    def summary(self, today: date) -> dict[str, str | int | None]:
+        return {
+            "closed_trades": self.sales,
+            "realized_pnl_total": plain(self.total),
+            "realized_pnl_today": plain(self.day_total if self.day == today else Decimal(0)),
+            "win_rate_percent": plain((Decimal(100 * self.wins) / self.sales).quantize(Decimal("0.01")))
+            if self.sales else None,
+            "average_win": plain((self.won / self.wins).quantize(PRICE_PLACES)) if self.wins else None,
+            "average_loss": plain((self.lost / self.losses).quantize(PRICE_PLACES)) if self.losses else None,
+            "max_drawdown": plain(self.max_drawdown),
+        }
 
 
 @dataclass(frozen=True)
@@ -86,7 +123,7 @@ class Ledger:
     """
     positions: dict[str, Position] = field(default_factory=dict)
     dust: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
-    closed: list[ClosedTrade] = field(default_factory=list)
+    score: Score = field(default_factory=Score)
 
     def apply(self, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
         """The one rule for what a fill does: a BUY adds what reached the account at what it cost (fees in
@@ -125,7 +162,7 @@ class Ledger:
                 self.dust[symbol] = (left, left_cost)
         else:
             held.quantity, held.cost = left, left_cost
-        self.closed.append(ClosedTrade(symbol, at, pnl))
+        self.score.add(at, pnl)
         return pnl
 
 
@@ -425,9 +462,9 @@ class RiskEngine:
         with self._lock:
             return list(self._state.positions)
 
-    def closed_trades(self) -> list[tuple[datetime, Decimal]]:
+    def performance(self, today: date) -> dict[str, str | int | None]:
         with self._lock:
-            return [(trade.closed_at, trade.realized_pnl) for trade in self._state.ledger.closed]
+            return self._state.ledger.score.summary(today)
 
     def summary(self, now: datetime) -> dict[str, object]:
         """Read-only figures for the start-up report."""

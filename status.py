@@ -9,7 +9,6 @@ from binance_client import ExchangeError
 from config import JournalStorage, RiskLimits
 from money import PRICE_PLACES, plain
 from recovery import Rebuilt
-from report import performance
 from telegram import start_up_message
 from trader import Trader
 
@@ -30,7 +29,7 @@ def status_body(trader: Trader, storage: JournalStorage) -> dict[str, Any]:
     unprotected = [symbol for symbol, position in snapshot["positions"].items() if position["protection_error"]]
     return {"mode": settings.trading_mode, "quote_asset": settings.quote_asset, "balance": balance, **snapshot,
             "unprotected": unprotected, "open_orders": open_orders,
-            "performance": performance(trader.risk.closed_trades(), now.date()),
+            "performance": trader.risk.performance(now.date()),
             "unwritten_journal_rows": trader.journal.unwritten_rows, "limits": settings.risk_limits.shown(),
             "counters": counters,
             "journal": {"path": str(storage.path), "persistent": storage.persistent, "warning": storage.warning},
