@@ -35,7 +35,7 @@ from money import PRICE_PLACES, plain
 from report import performance
 from risk import Proposal, Refusal, RiskEngine, Ticket
 from security import SERVER_OPTIONS, install_security
-from signals import WEBHOOK_OPENAPI, InvalidSignal, Signal, parse_json_object, parse_signal
+from signals import WEBHOOK_OPENAPI, InvalidSignal, Signal, alert_labels, body_secret, parse_body, parse_signal
 from telegram import (TelegramNotifier, exit_message, order_failed_message, order_filled_message, paused_message,
                       resumed_message, start_up_message)
 
@@ -113,10 +113,10 @@ class Bot:
     def record_invalid(self, payload: dict[str, Any], error: InvalidSignal) -> None:
         """An authenticated but malformed alert still leaves a trace, to help fix the alert message."""
         self._count("rejected")
+        labels = alert_labels(payload)
         self.journal.record_signal({
-            "DateTime": self.clock(), "TradingPair": _text(payload.get("symbol", payload.get("ticker"))),
-            "Action": _text(payload.get("action", payload.get("side"))), "Strategy": _text(payload.get("strategy")),
-            "TimeFrame": _text(payload.get("timeframe")), "Confidence": _text(payload.get("confidence")),
+            "DateTime": self.clock(), "TradingPair": labels["symbol"], "Action": labels["action"],
+            "Strategy": labels["strategy"], "TimeFrame": labels["timeframe"], "Confidence": labels["confidence"],
             "Decision": "REJECTED", "Reason": f"invalid signal: {error}", "Mode": self.settings.trading_mode})
 
     def set_paused(self, paused: bool) -> None:
@@ -514,10 +514,6 @@ def trade_answer(row: dict[str, Any]) -> dict[str, str | None]:
     return answer
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)[:64]
-
-
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -702,10 +698,10 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
         if not guard.signature_matches(request, body):
             return error(401, "missing or wrong signature")
         try:
-            payload = parse_json_object(body)
+            payload = parse_body(body)
         except InvalidSignal as invalid:
             return error(400, str(invalid))
-        if not (secret_matches(payload.get("secret"), settings) or authorised(request)):
+        if not (secret_matches(body_secret(payload), settings) or authorised(request)):
             return error(401, "missing or wrong secret")
         try:
             signal = parse_signal(payload, settings.quote_asset)

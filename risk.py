@@ -192,7 +192,7 @@ def one_entry_per_protected_position(p: Proposal, state: RiskState, limits: Sett
 
 
 def min_confidence(p: Proposal, state: RiskState, limits: Settings) -> Refusal | None:
-    if p.signal.confidence < limits.min_confidence:
+    if p.signal.confidence is not None and p.signal.confidence < limits.min_confidence:  # optional in the alert
         return Refusal("min_confidence", f"confidence {p.signal.confidence} is below "
                                          f"MIN_CONFIDENCE {limits.min_confidence}")
     return None
