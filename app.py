@@ -35,7 +35,8 @@ from money import PRICE_PLACES, plain
 from report import performance
 from risk import Proposal, Refusal, RiskEngine, Ticket
 from security import SERVER_OPTIONS, install_security
-from signals import WEBHOOK_OPENAPI, InvalidSignal, Signal, alert_labels, body_secret, parse_body, parse_signal
+from signals import (WEBHOOK_OPENAPI, AmountUnit, InvalidSignal, Signal, alert_labels, body_secret, parse_body,
+                     parse_signal)
 from telegram import (TelegramNotifier, exit_message, order_failed_message, order_filled_message, paused_message,
                       resumed_message, start_up_message)
 
@@ -52,6 +53,18 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def refuse_amounts_not_traded_yet(signal: Signal) -> None:
+    """Stopgap until the order code sizes them: a base quantity or a percentage is read from the alert, and so is
+    an amount on a SELL, but orders are sized only by a quote amount on a BUY (a SELL sells the whole position).
+    Refused, so that such an alert is never traded at another size."""
+    amount = signal.amount
+    if amount is None or (signal.is_entry and amount.unit is AmountUnit.QUOTE) or (
+            not signal.is_entry and amount.unit is AmountUnit.PERCENT and amount.value == 100):
+        return
+    raise InvalidSignal("amount", f"read as {amount}, but this version trades only amount_usdt on a BUY and the "
+                                  f"whole position on a SELL: use amount_usdt, or leave the amount out")
 
 
 def client_order_id_for(signal: Signal) -> str:
@@ -705,6 +718,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
             return error(401, "missing or wrong secret")
         try:
             signal = parse_signal(payload, settings.quote_asset)
+            refuse_amounts_not_traded_yet(signal)
         except InvalidSignal as invalid:
             await run_in_threadpool(bot.record_invalid, payload, invalid)
             return error(400, str(invalid))
