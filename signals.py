@@ -342,9 +342,10 @@ def _parse_text(text: str) -> dict[str, Any]:
     start = 0
     if "=" not in words[0]:
         if _side_word(words[0]) is None:
+            spaced = any(word.startswith("=") for word in words)
             raise InvalidSignal("body", "is neither a JSON object nor alert text: the first word is not KEY=VALUE "
-                                        "nor buy/sell. Write SYMBOL=BTCUSDT SIDE=BUY QTY=0.001, or "
-                                        "buy BTCUSDT qty=0.001")
+                                        f"nor buy/sell{' (no spaces around =)' if spaced else ''}. Write "
+                                        "SYMBOL=BTCUSDT SIDE=BUY QTY=0.001, or buy BTCUSDT qty=0.001")
         pairs.append(("action", words[0]))
         start = 1
         if len(words) > 1 and "=" not in words[1]:
