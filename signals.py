@@ -338,6 +338,8 @@ _TEXT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 def _parse_text(text: str) -> dict[str, Any]:
     """`KEY=VALUE` pairs, or the short form `buy BTCUSDT` followed by `KEY=VALUE` pairs."""
     words = [word for word in _TOKEN_SEPARATORS.split(text) if word]
+    if not words:
+        raise InvalidSignal("body", "is empty: send the alert message, JSON or KEY=VALUE text")
     pairs: list[tuple[str, str]] = []
     start = 0
     if "=" not in words[0]:

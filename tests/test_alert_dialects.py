@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from signals import (MAX_TEXT_LENGTH, WEBHOOK_BODY_SCHEMA, Amount, AmountUnit, InvalidSignal, Signal, alert_labels,
                      body_secret, parse_body, parse_signal, symbol_candidates)
@@ -283,6 +285,7 @@ def test_ambiguous_or_unsafe_alerts_are_refused_with_a_fix(body: str, field: str
     ('  [1, 2]', "is a JSON array"),
     ("", "is empty"),
     (" \n\t ", "is empty"),
+    (" ;, \n;", "is empty"),
     ("BTCUSDT buy", "the first word is not KEY=VALUE nor buy/sell"),
     ("Order buy @ 0.01 filled on BTCUSDT. New strategy position is 0.01", "the first word is not KEY=VALUE"),
     ("SYMBOL = BTCUSDT", "the first word is not KEY=VALUE nor buy/sell (no spaces around =)"),
@@ -581,3 +584,55 @@ def test_invalid_utf8_is_400_with_or_without_a_valid_bearer(bot, body: bytes) ->
     for headers in ({}, {"Authorization": f"Bearer {SECRET}"}):
         answer = post(bot, body, **headers)
         assert answer.status_code == 400 and "not UTF-8" in answer.json()["error"]
+
+
+# ----- fuzzing the text form and the labels -----------------------------------------------------
+
+FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=300,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+NAMES = ["symbol", "TICKER", "pair", "side", "action", "signal", "qty", "amount", "size", "amount_usdt", "price",
+         "close", "currency_type", "leverage", "order_type", "stop_loss", "sl", "volume", "confidence", "alert_id",
+         "time", "strategy", "timeframe", "secret", "key", "note"]
+VALUES = st.one_of(st.sampled_from(["buy", "SELL", "long", "short", "BTCUSDT", "USDT_BTC", "btc", "0.01", "$20",
+                                    "20USDT", "25%", "150%", "1e-999999999", "0E-99", "base", "quote", "market",
+                                    "limit", "1x", "-0", "", "2026-03-01T10:15:00Z", "=1+1", "a'b"]),
+                   st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=" \t\n\r,;"),
+                           max_size=12))
+words = st.one_of(st.builds("{}={}".format, st.sampled_from(NAMES), VALUES), VALUES)
+separators = st.sampled_from([" ", "\n", ",", ";", "\r\n", " ; "])
+
+
+@FUZZ
+@given(tokens=st.lists(words, max_size=8), separator=separators)
+def test_any_text_alert_is_a_signal_or_a_refusal_naming_a_field(tokens: list[str], separator: str) -> None:
+    body = separator.join(tokens).encode()
+    try:
+        signal = parse_signal(parse_body(body), "USDT")
+    except InvalidSignal as invalid:
+        assert str(invalid).startswith(invalid.field + ":") and len(str(invalid)) < 400
+        assert invalid.field == "body" or invalid.field.lower() in [*map(str.lower, NAMES), "order"]
+        return
+    assert signal.action in ("BUY", "SELL") and signal.symbol.isalnum() and signal.symbol.isupper()
+    assert signal.amount is None or 0 < signal.amount.value <= Decimal("1e15")
+    assert set(signal.as_dict()) >= {"symbol", "action", "amount", "amount_unit", "amount_usdt"}
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(10**60), 10**60), st.floats(), st.text(max_size=20),
+              st.decimals(allow_nan=False).map(str)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(NAMES), inner, max_size=3)),
+    max_leaves=8)
+
+
+@FUZZ
+@given(payload=st.dictionaries(st.one_of(st.sampled_from(NAMES + ["Symbol", "order", "strategy"]), st.text(max_size=8)),
+                               json_values, max_size=6))
+def test_labels_and_secret_of_any_payload_never_raise(payload: dict[str, Any]) -> None:
+    labels = alert_labels(payload)
+    for text in labels.values():
+        assert len(text) <= MAX_TEXT_LENGTH and text.isprintable() and not set(text) & set(";'\"`")
+    body_secret(payload)
+    try:
+        parse_signal(payload, "USDT")
+    except InvalidSignal as invalid:
+        assert str(invalid).startswith(invalid.field + ":")
