@@ -97,7 +97,7 @@ WEBHOOK_BODY_SCHEMA: dict[str, Any] = {
                    "order_contracts; amount or size with currency_type or a unit (\"$20\", \"0.01 BTC\", "
                    "\"25%\"); the secret as passphrase, password, token or key; the objects strategy {order_action, "
                    "order_contracts, order_price} and order {amount, currency_type}. Names for the same thing must "
-                   "agree. A text/plain body is KEY=VALUE pairs or the short form: buy BTCUSDT qty=0.001",
+                   "agree. A text/plain body is KEY=VALUE pairs or the short form: buy BTCUSDT amount_usdt=20",
     "required": ["symbol", "action"],
     "properties": {
         "secret": {"type": "string", "description": "WEBHOOK_SECRET_KEY (or send Authorization: Bearer)"},
@@ -120,12 +120,12 @@ WEBHOOK_BODY_SCHEMA: dict[str, Any] = {
         "order_type": {"type": "string", "enum": ["market"], "description": "market or absent"},
     },
 }
-WEBHOOK_TEXT_EXAMPLE = "buy BTCUSDT qty=0.001 secret=YOUR_WEBHOOK_SECRET_KEY"
+WEBHOOK_TEXT_EXAMPLE = "buy BTCUSDT amount_usdt=20 secret=YOUR_WEBHOOK_SECRET_KEY"
 WEBHOOK_OPENAPI = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": WEBHOOK_BODY_SCHEMA},
     "text/plain": {"schema": {"type": "string", "maxLength": 65536, "example": WEBHOOK_TEXT_EXAMPLE,
-                              "description": "KEY=VALUE pairs (SYMBOL=BTCUSDT SIDE=BUY QTY=0.001 SECRET=...) "
-                                             "or the short form: buy BTCUSDT qty=0.001 secret=..."}}}}}
+                              "description": "KEY=VALUE pairs (SYMBOL=BTCUSDT SIDE=BUY AMOUNT_USDT=20 SECRET=...) "
+                                             "or the short form: buy BTCUSDT amount_usdt=20 secret=..."}}}}}
 
 
 class InvalidSignal(ValueError):
@@ -188,9 +188,9 @@ class Signal:
 def parse_body(body: bytes) -> dict[str, Any]:
     """The body as one alert: a JSON object, `KEY=VALUE` text or the short form `buy BTCUSDT qty=0.01`.
 
-    Raises InvalidSignal("body", ...) for anything else: bad UTF-8, an array, malformed JSON (with its line,
-    column and usual cause), nesting beyond MAX_JSON_DEPTH, a number out of range, a lone surrogate, a field
-    given twice, or a word that is not KEY=VALUE."""
+    Raises InvalidSignal for anything else, with the field "body" (or the field holding a number out of
+    range): bad UTF-8, an array, malformed JSON (with its line, column and usual cause), nesting beyond
+    MAX_JSON_DEPTH, a lone surrogate, a field given twice, or a word that is not KEY=VALUE."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -347,7 +347,7 @@ def _parse_text(text: str) -> dict[str, Any]:
             spaced = any(word.startswith("=") for word in words)
             raise InvalidSignal("body", "is neither a JSON object nor alert text: the first word is not KEY=VALUE "
                                         f"nor buy/sell{' (no spaces around =)' if spaced else ''}. Write "
-                                        "SYMBOL=BTCUSDT SIDE=BUY QTY=0.001, or buy BTCUSDT qty=0.001")
+                                        "SYMBOL=BTCUSDT SIDE=BUY AMOUNT_USDT=20, or buy BTCUSDT amount_usdt=20")
         pairs.append(("action", words[0]))
         start = 1
         if len(words) > 1 and "=" not in words[1]:
