@@ -459,8 +459,7 @@ def test_a_utf8_bom_is_skipped() -> None:
     assert read(b"\xef\xbb\xbf" + current().encode()).symbol == "BTCUSDT"
 
 
-@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1999-12-31T23:00:00Z",
-                                   "2101-01-01T00:00:00Z"])
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_times_out_of_range_are_refused_not_overflowed(value: str) -> None:
     assert refusal(current(time=value)).field == "time"
 
