@@ -14,8 +14,14 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PAPER_SECRET_MIN_LENGTH = 1
-SECRET_MIN_LENGTH = 16
+SECRET_MIN_LENGTH = 24
+SECRET_MIN_VARIETY = 10
+HMAC_KEY_MIN_LENGTH = 16
+MAKE_A_SECRET = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Secrets printed in this project's README, .env.example and /example: anyone may have copied them.
+# Compared by their letters and digits only, so `your-webhook-secret-key` counts too.
+PUBLISHED_SECRETS = ("change-me-to-a-long-secret", "YOUR_WEBHOOK_SECRET_KEY", "<the long random secret>",
+                     "<another long random secret>", "<your WEBHOOK_SECRET_KEY>", "<your ADMIN_SECRET_KEY>")
 TELEGRAM_TOKEN_PATTERN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
 TELEGRAM_CHAT_PATTERN = re.compile(r"^(-?[0-9]+|@[A-Za-z][A-Za-z0-9_]{3,})$")
 # The addresses TradingView sends webhooks from (its "About webhooks" help page).
@@ -85,13 +91,10 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_secret_key")
     @classmethod
-    def _secret_long_enough(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        paper = info.data.get("trading_mode", "paper") == "paper"
-        minimum = PAPER_SECRET_MIN_LENGTH if paper else SECRET_MIN_LENGTH
-        if len(value.get_secret_value().strip()) < minimum:
-            raise ValueError(f"must be at least {minimum} characters"
-                             + ("" if paper else " outside paper mode"))
-        return value
+    def _secret_strong_enough(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError(f"is required; {MAKE_A_SECRET}")
+        return _strong_outside_paper(value, info)
 
     @field_validator("binance_api_key", "binance_api_secret")
     @classmethod
@@ -156,8 +159,8 @@ class Settings(BaseSettings):
     def _hmac_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        if len(value.get_secret_value().strip()) < SECRET_MIN_LENGTH:
-            raise ValueError(f"must be at least {SECRET_MIN_LENGTH} characters (or empty: no signatures)")
+        if len(value.get_secret_value().strip()) < HMAC_KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {HMAC_KEY_MIN_LENGTH} characters (or empty: no signatures)")
         return value
 
     @property
@@ -175,6 +178,31 @@ class Settings(BaseSettings):
     @property
     def intents_csv(self) -> Path:
         return self.logs_dir / "intents.csv"
+
+
+def secret_weakness(value: SecretStr) -> str | None:
+    """Why a secret is not good enough to guard real orders (None when it is). Never quotes the secret."""
+    text = value.get_secret_value().strip()
+    if _letters_and_digits(text) in {_letters_and_digits(published) for published in PUBLISHED_SECRETS}:
+        return "is a placeholder printed in this project's documentation: anyone may use it"
+    if len(text) < SECRET_MIN_LENGTH:
+        return f"must be at least {SECRET_MIN_LENGTH} characters"
+    if len(set(text)) < SECRET_MIN_VARIETY:
+        return f"has too little variety (fewer than {SECRET_MIN_VARIETY} different characters, like aaaa...)"
+    return None
+
+
+def _letters_and_digits(text: str) -> str:
+    return "".join(character for character in text.casefold() if character.isalnum())
+
+
+def _strong_outside_paper(value: SecretStr, info: ValidationInfo) -> SecretStr:
+    """Testnet and live refuse a weak secret; paper mode takes any."""
+    mode = info.data.get("trading_mode", "paper")
+    weakness = secret_weakness(value)
+    if weakness is not None and mode != "paper":
+        raise ValueError(f"{weakness} when TRADING_MODE={mode}; {MAKE_A_SECRET}")
+    return value
 
 
 LOST_ON_DEPLOY = ("signals.csv and trades.csv (and with them the open positions, today's count and the "
@@ -226,7 +254,7 @@ def describe_error(error: dict) -> str:
     name = str(error["loc"][0]).upper() if error["loc"] else "settings"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
-        message = "is required"
+        message = "is required" + (f"; {MAKE_A_SECRET}" if name == "WEBHOOK_SECRET_KEY" else "")
     return f"  {name}: {message}"
 
 
