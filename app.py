@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import sys
 import threading
@@ -22,7 +21,7 @@ from decimal import Decimal
 from typing import Any, AsyncIterator, Callable
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -34,7 +33,7 @@ from csv_logger import Journal, JournalInUse, JournalLock, fill_from_row, parse_
 from money import PRICE_PLACES, plain
 from report import performance
 from risk import Proposal, Refusal, RiskEngine, Ticket
-from security import SERVER_OPTIONS, install_security
+from security import SERVER_OPTIONS, authenticate, install_security, require_admin
 from signals import WEBHOOK_OPENAPI, InvalidSignal, Signal, parse_json_object, parse_signal
 from telegram import (TelegramNotifier, exit_message, order_failed_message, order_filled_message, paused_message,
                       resumed_message, start_up_message)
@@ -518,20 +517,6 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)[:64]
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def secret_matches(candidate: object, settings: Settings) -> bool:
-    """Constant-time comparison, so the answer's timing does not leak the secret."""
-    if not isinstance(candidate, str):
-        return False
-    expected = settings.webhook_secret_key.get_secret_value().encode()
-    return hmac.compare_digest(candidate.encode(), expected)
-
-
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -658,19 +643,14 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     app = FastAPI(title="TradingView to Binance bot", lifespan=lifespan, docs_url=docs, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_paper else None)
     app.state.bot = bot
-    guard = install_security(app, settings)
-
-    def authorised(request: Request) -> bool:
-        return secret_matches(bearer_token(request), settings)
+    install_security(app, settings)
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok", "mode": settings.trading_mode}
 
-    @app.get("/status")
-    def status(request: Request) -> Any:
-        if not authorised(request):
-            return error(401, "missing or wrong secret (send Authorization: Bearer <WEBHOOK_SECRET_KEY>)")
+    @app.get("/status", dependencies=[Depends(require_admin)])
+    def status() -> Any:
         journal = {"path": str(storage.path), "persistent": storage.persistent, "warning": storage.warning}
         return bot.status() | {"journal": journal, "telegram_alerts": settings.telegram_enabled}
 
@@ -678,35 +658,30 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     def example() -> dict[str, Any]:
         return example_alert(settings, clock())
 
-    def switch_pause(request: Request, paused: bool) -> Any:
-        if not authorised(request):
-            return error(401, "missing or wrong secret")
+    def switch_pause(paused: bool) -> Any:
         bot.set_paused(paused)
         return {"paused": paused}
 
-    @app.post("/pause")
-    def pause(request: Request) -> Any:
-        return switch_pause(request, True)
+    @app.post("/pause", dependencies=[Depends(require_admin)])
+    def pause() -> Any:
+        return switch_pause(True)
 
-    @app.post("/resume")
-    def resume(request: Request) -> Any:
-        return switch_pause(request, False)
+    @app.post("/resume", dependencies=[Depends(require_admin)])
+    def resume() -> Any:
+        return switch_pause(False)
 
     @app.post("/webhook", openapi_extra=WEBHOOK_OPENAPI)
     async def webhook(request: Request) -> Any:
-        if not guard.allows(request):
-            return error(403, "forbidden")
         body = await read_body(request)
         if body is None:
             return error(413, f"body larger than {MAX_BODY_BYTES // 1024} KiB")
-        if not guard.signature_matches(request, body):
-            return error(401, "missing or wrong signature")
         try:
             payload = parse_json_object(body)
         except InvalidSignal as invalid:
             return error(400, str(invalid))
-        if not (secret_matches(payload.get("secret"), settings) or authorised(request)):
-            return error(401, "missing or wrong secret")
+        refused = authenticate(request, body, payload.get("secret"))
+        if refused is not None:
+            return refused
         try:
             signal = parse_signal(payload, settings.quote_asset)
         except InvalidSignal as invalid:

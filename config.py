@@ -44,6 +44,7 @@ class Settings(BaseSettings):
 
     trading_mode: Literal["paper", "testnet", "live"] = "paper"
     webhook_secret_key: SecretStr
+    admin_secret_key: SecretStr | None = None
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
     binance_api_url: str | None = None
@@ -72,7 +73,7 @@ class Settings(BaseSettings):
     railway_environment_name: str | None = None
     railway_volume_mount_path: Path | None = None
     railway_public_domain: str | None = None
-    trust_proxy_headers: bool = False
+    trust_proxy_headers: bool | None = None
     allowed_ips: Annotated[tuple[Network, ...], NoDecode] = ()
     webhook_hmac_key: SecretStr | None = None
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
@@ -96,6 +97,13 @@ class Settings(BaseSettings):
             raise ValueError(f"is required; {MAKE_A_SECRET}")
         return _strong_outside_paper(value, info)
 
+    @field_validator("admin_secret_key")
+    @classmethod
+    def _admin_secret_strong_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return _strong_outside_paper(value, info)
+
     @field_validator("binance_api_key", "binance_api_secret")
     @classmethod
     def _keys_for_real_exchange(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
@@ -106,7 +114,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("telegram_chat_id", "railway_environment_name", "railway_volume_mount_path",
-                     "railway_public_domain", mode="before")
+                     "railway_public_domain", "trust_proxy_headers", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """An empty variable means "not set" (an empty path would otherwise mean the current directory)."""
@@ -168,6 +176,11 @@ class Settings(BaseSettings):
         return self.trading_mode == "paper"
 
     @property
+    def on_railway(self) -> bool:
+        """Railway sets RAILWAY_ENVIRONMENT_NAME in every deployment (and RAILWAY_PUBLIC_DOMAIN with a domain)."""
+        return self.railway_environment_name is not None or self.railway_public_domain is not None
+
+    @property
     def signals_csv(self) -> Path:
         return self.logs_dir / "signals.csv"
 
@@ -197,7 +210,7 @@ def _letters_and_digits(text: str) -> str:
 
 
 def _strong_outside_paper(value: SecretStr, info: ValidationInfo) -> SecretStr:
-    """Testnet and live refuse a weak secret; paper mode takes any."""
+    """Testnet and live refuse a weak secret; paper mode only warns at start-up (see security.py)."""
     mode = info.data.get("trading_mode", "paper")
     weakness = secret_weakness(value)
     if weakness is not None and mode != "paper":

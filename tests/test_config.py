@@ -74,7 +74,7 @@ def test_the_documentation_prints_placeholders_that_start_up_knows() -> None:
 
 
 @pytest.mark.parametrize("mode", ["testnet", "live"])
-@pytest.mark.parametrize("name", ["webhook_secret_key"])
+@pytest.mark.parametrize("name", ["webhook_secret_key", "admin_secret_key"])
 def test_weak_secrets_are_refused_for_real_orders(mode: str, name: str) -> None:
     weak = {**{secret: "is a placeholder printed in this project's documentation"
                for secret in published_secrets()},
@@ -92,9 +92,11 @@ def test_weak_secrets_are_refused_for_real_orders(mode: str, name: str) -> None:
 
 def test_strong_secrets_pass_and_paper_mode_takes_any() -> None:
     strong = secrets.token_urlsafe(18)  # 24 characters, as the start-up message suggests (at 32 bytes)
-    settings = load_settings(_env_file=None, trading_mode="live", webhook_secret_key=strong, **EXCHANGE_KEYS)
+    settings = load_settings(_env_file=None, trading_mode="live", webhook_secret_key=strong,
+                             admin_secret_key=secrets.token_urlsafe(32), **EXCHANGE_KEYS)
     assert settings.webhook_secret_key.get_secret_value() == strong
     assert load_settings(_env_file=None, webhook_secret_key="change-me-to-a-long-secret").is_paper
+    assert load_settings(_env_file=None, webhook_secret_key="x", admin_secret_key="").admin_secret_key is None
 
 
 @pytest.mark.parametrize("mode", ["testnet", "live"])
@@ -133,6 +135,21 @@ def test_secret_values_never_appear_in_the_error() -> None:
     message = settings_error(webhook_secret_key="tiny-secret", trading_mode="live",
                              binance_api_key="AKIA-SHOULD-NOT-LEAK", binance_api_secret="")
     assert "tiny-secret" not in message and "AKIA-SHOULD-NOT-LEAK" not in message
+
+
+def test_paper_mode_warns_about_a_weak_secret_at_start_up(start_bot, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        start_bot("paper", webhook_secret_key="change-me-to-a-long-secret", admin_secret_key="hunter2").stop()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert ("WEBHOOK_SECRET_KEY is a placeholder printed in this project's documentation: anyone may use it: "
+            f"accepted in paper mode only, testnet and live refuse it; {MAKE_ONE}") in warnings
+    assert f"ADMIN_SECRET_KEY must be at least 24 characters: accepted in paper mode only, testnet and live " \
+           f"refuse it; {MAKE_ONE}" in warnings
+    assert "hunter2" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        start_bot("paper")
+    assert "accepted in paper mode only" not in caplog.text
 
 
 def test_live_mode_warns_at_start_up(start_bot, fake, caplog: pytest.LogCaptureFixture) -> None:
