@@ -316,9 +316,12 @@ class GuardMiddleware:
 
 
 def install_security(app: FastAPI, settings: Settings) -> Guard:
-    """The guard in front of every request, and error answers that reveal nothing."""
+    """The guard in front of every request, no redirects, and error answers that reveal nothing."""
     guard = Guard(settings)
     app.state.guard = guard
+    # Starlette would answer /webhook/ with a 307 to http://<Host>/webhook (plain http behind a TLS proxy),
+    # and the client would resend the body, secret included, there.
+    app.router.redirect_slashes = False
     app.add_middleware(GuardMiddleware, guard=guard)
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(ClientDisconnect, client_gone)

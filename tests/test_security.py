@@ -439,6 +439,18 @@ def test_without_an_admin_secret_the_webhook_secret_is_the_admin_secret(start_bo
     assert "admin endpoints take the Bearer secret WEBHOOK_SECRET_KEY (set ADMIN_SECRET_KEY" in caplog.text
 
 
+# ----- no redirects ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path", [("POST", "/webhook/"), ("GET", "/status/"), ("POST", "/pause/")])
+def test_a_trailing_slash_is_a_404_never_a_redirect(start_bot, method, path) -> None:
+    """A 307 would send the client, and the body with its secret, to http://<Host>/... ."""
+    bot = start_bot("paper")
+    answer = bot.http.request(method, path, json=alert(), headers={"host": "bot.up.railway.app",
+                                                                   **bearer(SECRET)}, follow_redirects=False)
+    assert answer.status_code == 404 and "location" not in answer.headers
+    assert not bot.settings.signals_csv.exists() and bot.status()["paused"] is False
+
+
 # ----- small surface -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["testnet", "live"])
