@@ -33,7 +33,7 @@ from csv_logger import Journal, JournalInUse, JournalLock, fill_from_row, parse_
 from money import PRICE_PLACES, plain
 from report import performance
 from risk import Proposal, Refusal, RiskEngine, Ticket
-from security import SERVER_OPTIONS, authenticate, install_security, require_admin
+from security import authenticate, configure_logging, install_security, require_admin, server_options
 from signals import WEBHOOK_OPENAPI, InvalidSignal, Signal, parse_json_object, parse_signal
 from telegram import (TelegramNotifier, exit_message, order_failed_message, order_filled_message, paused_message,
                       resumed_message, start_up_message)
@@ -698,17 +698,14 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
 
 
 def main() -> None:
-    # One line per event with its level, on stdout (Railway shows every stderr line as an error);
-    # log_config=None lets uvicorn's own lines use this format too.
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         settings = load_settings()
         app = create_app(settings)
     except (ConfigError, JournalInUse) as problem:
         sys.exit(str(problem))
     uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="info", log_config=None,
-                **SERVER_OPTIONS)
+                **server_options())
 
 
 if __name__ == "__main__":

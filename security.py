@@ -1,4 +1,5 @@
-"""Webhook security: who may call, how often, and what an answer may reveal.
+"""Webhook security: who may call, how often, what an answer may reveal, how the server treats
+slow and idle connections, and what reaches the log.
 
 `install_security(app, settings)` puts a guard in front of every request. The routes ask it:
 `authenticate(request, body, secret)` for an alert, `Depends(require_admin)` for /status, /pause and
@@ -6,28 +7,34 @@
 requests that prove nothing are throttled per address (RATE_LIMIT_PER_MINUTE, and a lockout after
 AUTH_FAILURE_LIMIT wrong secrets). `/health` is never throttled.
 
+`server_options()` is how uvicorn must run the app (`python app.py` and the tests' live server), and
+`configure_logging()` how the bot logs.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import math
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
-from typing import Any
+from typing import Any, TextIO
 
+import h11
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from config import MAKE_A_SECRET, TRADINGVIEW_ADDRESSES, Network, Settings, secret_weakness
 
@@ -45,11 +52,24 @@ TIMESTAMP_PATTERN = re.compile(rb"[0-9]{1,12}")
 TRADINGVIEW = frozenset(ip_address(address) for address in TRADINGVIEW_ADDRESSES)
 JUDGED = "security.judged"   # in the request's state: its answer came from authenticate() or require_admin
 CLIENT = "security.client"
-# uvicorn would otherwise replace the socket peer with X-Forwarded-For's value on connections from
-# 127.0.0.1, and name itself in a Server header; the bot reads that header itself (Guard.client).
-SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 ADMIN_REFUSAL = ("missing or wrong admin secret (send Authorization: Bearer <ADMIN_SECRET_KEY>, or "
                  "<WEBHOOK_SECRET_KEY> when ADMIN_SECRET_KEY is not set)")
+
+# The server (see server_options).
+HEADER_TIMEOUT_SECONDS = 5   # a request's headers, from the connection's start or the previous answer
+BODY_TIMEOUT_SECONDS = 10    # its body, from the end of its headers
+MAX_CONNECTIONS = 500
+LISTEN_BACKLOG = 32          # also how many connections asyncio accepts in one pass of its loop
+# Accepted but not yet seen by connection_made, or closed but not yet released: asyncio takes three
+# passes from accept() to releasing a connection that make_room closed.
+ACCEPTED_UNSEEN = 3 * LISTEN_BACKLOG
+FD_RESERVE = 64              # file descriptors kept for the journal, Binance, Telegram and the server itself
+MAX_HEADER_BYTES = 16 * 1024
+
+# The log (see configure_logging).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+REPEATS_PER_MINUTE = 10
+MAX_LOG_TEMPLATES = 1_000
 
 Address = IPv4Address | IPv6Address
 
@@ -73,6 +93,13 @@ class Budget:
 class Failures:
     count: int
     since: float
+
+
+@dataclass
+class Repeats:
+    since: float
+    count: int = 1
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -444,3 +471,169 @@ async def http_error(request: Request, error: HTTPException) -> JSONResponse:
 async def internal_error(request: Request, error: Exception) -> JSONResponse:
     """Anything unexpected: a generic 500. The traceback goes to the server's log, never to the caller."""
     return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+# ----- the server --------------------------------------------------------------------------------------
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol plus what it lacks against slow and idle callers.
+
+    - A request's headers must arrive within `header_timeout` of the connection opening or of the
+      previous answer (so an idle keep-alive connection is closed then too), and its body within
+      `body_timeout` of its headers. Otherwise the connection is closed.
+    - At most `max_connections` are open. One more makes room by closing the connection that has
+      waited longest for a request; when every connection is busy with one, the new one is closed.
+    """
+    header_timeout: float = HEADER_TIMEOUT_SECONDS
+    body_timeout: float = BODY_TIMEOUT_SECONDS
+    max_connections: int = MAX_CONNECTIONS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline: asyncio.TimerHandle | None = None
+        self.waiting_for: str | None = None  # "headers" or "body"
+        self.waiting_since = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.watch()
+        if len(self.connections) > self.max_connections:
+            self.make_room()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.set_deadline(None)
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        self.watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.watch()
+
+    def watch(self) -> None:
+        """Time what the connection waits for: the next request's headers, or this request's body."""
+        state = self.conn.their_state
+        waiting_for = "headers" if state is h11.IDLE else "body" if state is h11.SEND_BODY else None
+        if waiting_for == self.waiting_for:
+            return
+        self.waiting_for, self.waiting_since = waiting_for, self.loop.time()
+        timeout = {"headers": self.header_timeout, "body": self.body_timeout}.get(waiting_for or "")
+        self.set_deadline(timeout)
+
+    def set_deadline(self, seconds: float | None) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = None
+        if seconds is not None and not self.transport.is_closing():
+            self.deadline = self.loop.call_later(seconds, self.too_slow)
+
+    def too_slow(self) -> None:
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        if self.waiting_for == "body" or self.conn.trailing_data[0]:  # a silent idle connection is routine
+            timeout = self.body_timeout if self.waiting_for == "body" else self.header_timeout
+            log.warning("closed a connection from %s: its request %s did not arrive within %s s",
+                        peer_name(self.client), self.waiting_for, timeout)
+        self.transport.close()
+
+    def make_room(self) -> None:
+        idle = [connection for connection in self.connections if isinstance(connection, GuardedH11Protocol)
+                and connection is not self and connection.waiting_for == "headers"
+                and not connection.transport.is_closing()]
+        if not idle:
+            log.warning("%d connections are busy: refused a new one from %s", self.max_connections,
+                        peer_name(self.client))
+            self.transport.close()
+            return
+        oldest = min(idle, key=lambda connection: connection.waiting_since)
+        log.warning("%d connections are open: closed the longest idle one (from %s) to let a new one in",
+                    self.max_connections, peer_name(oldest.client))
+        oldest.transport.close()
+
+
+def peer_name(peer: tuple[str, int] | None) -> str:
+    return "%s:%d" % peer if peer else "an unknown address"
+
+
+def connection_limit() -> int:
+    """MAX_CONNECTIONS, or fewer when the file-descriptor limit (ulimit -n) would not allow that many."""
+    try:
+        import resource
+    except ImportError:  # not on Linux or macOS
+        return MAX_CONNECTIONS
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(8, min(MAX_CONNECTIONS, soft - FD_RESERVE - ACCEPTED_UNSEEN))
+
+
+def server_options(max_connections: int | None = None, header_timeout: float = HEADER_TIMEOUT_SECONDS,
+                   body_timeout: float = BODY_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """uvicorn's options for the bot (`uvicorn.run(app, ..., **server_options())`).
+
+    The socket peer is the caller (uvicorn would otherwise believe X-Forwarded-For on connections from
+    127.0.0.1; the Guard reads that header itself), no Server header, the protocol above, and a listen
+    backlog that keeps accepted-but-unseen connections well inside the file-descriptor reserve."""
+    limit = connection_limit() if max_connections is None else max_connections
+    if limit < MAX_CONNECTIONS:
+        log.warning("at most %d connections at once: the file-descriptor limit (ulimit -n) allows no more; "
+                    "raise it to %d or more for %d", limit, MAX_CONNECTIONS + FD_RESERVE + ACCEPTED_UNSEEN,
+                    MAX_CONNECTIONS)
+    protocol = type("GuardedH11Protocol", (GuardedH11Protocol,), {
+        "max_connections": limit, "header_timeout": header_timeout, "body_timeout": body_timeout})
+    return {"http": protocol, "proxy_headers": False, "server_header": False, "backlog": LISTEN_BACKLOG,
+            "timeout_keep_alive": math.ceil(header_timeout), "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
+
+
+# ----- the log ------------------------------------------------------------------------------------------
+
+class RepeatLimit(logging.Filter):
+    """At most `per_minute` WARNING-or-worse lines a minute with the same message template (so a stuck
+    loop cannot flood the log); the first one dropped says so, and the next one let through says how many."""
+
+    def __init__(self, per_minute: int = REPEATS_PER_MINUTE, max_templates: int = MAX_LOG_TEMPLATES) -> None:
+        super().__init__()
+        self.per_minute = per_minute
+        self.max_templates = max_templates
+        self._seen: OrderedDict[tuple[str, str], Repeats] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg)[:200])
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is None or now - seen.since >= 60:
+                self._seen.pop(key, None)
+                self._seen[key] = Repeats(now)
+                _forget_oldest(self._seen, self.max_templates)
+                if seen is not None and seen.dropped:
+                    record.msg = f"{record.msg} [{seen.dropped} more like this were not logged in the last minute]"
+                return True
+            seen.count += 1
+            if seen.count <= self.per_minute:
+                return True
+            seen.dropped += 1
+            if seen.dropped == 1:
+                record.msg = f"{record.msg} [repeated too often: more like this are dropped for up to a minute]"
+                return True
+            return False
+
+
+def log_handler(stream: TextIO) -> logging.Handler:
+    """One line per event with its level, repeated warnings limited."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RepeatLimit())
+    return handler
+
+
+def configure_logging() -> None:
+    """The bot's log: log_handler() on stdout (Railway shows every stderr line as an error). uvicorn runs
+    with log_config=None, so its lines come through here too."""
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler(sys.stdout)], force=True)
