@@ -70,6 +70,10 @@ MAX_HEADER_BYTES = 16 * 1024
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REPEATS_PER_MINUTE = 10
 MAX_LOG_TEMPLATES = 1_000
+# C0, DEL, C1 (NEL), soft hyphen, invisible and bidirectional format characters, line and paragraph
+# separators, BOM and lone surrogates: none belongs in a log line; each is shown as an escape.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                                "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
 
 Address = IPv4Address | IPv6Address
 
@@ -590,6 +594,32 @@ def server_options(max_connections: int | None = None, header_timeout: float = H
 
 # ----- the log ------------------------------------------------------------------------------------------
 
+def escape_controls(text: str, keep_newlines: bool = False) -> str:
+    """Control and invisible characters as visible escapes (`\\x1b`, `\\u2028`), so nothing a caller sent
+    can break a log line, fake one, or drive the terminal of whoever reads it."""
+    def escape(match: re.Match[str]) -> str:
+        character = match.group()
+        if keep_newlines and character == "\n":
+            return character
+        code = ord(character)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return CONTROL_CHARACTERS.sub(escape, text)
+
+
+class SafeFormatter(logging.Formatter):
+    """One line per record: control characters in the message are escaped (a traceback keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message.rstrip())
+        return super().formatMessage(record)
+
+    def formatException(self, exc_info: Any) -> str:
+        return escape_controls(super().formatException(exc_info), keep_newlines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape_controls(super().formatStack(stack_info), keep_newlines=True)
+
+
 class RepeatLimit(logging.Filter):
     """At most `per_minute` WARNING-or-worse lines a minute with the same message template (so a stuck
     loop cannot flood the log); the first one dropped says so, and the next one let through says how many."""
@@ -625,15 +655,28 @@ class RepeatLimit(logging.Filter):
             return False
 
 
+class WithoutQueryString(logging.Filter):
+    """uvicorn's access log line without the query string: a secret put in the URL is never written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):  # (client, method, path, ...)
+            record.args = (*args[:2], args[2].partition("?")[0], *args[3:])
+        return True
+
+
 def log_handler(stream: TextIO) -> logging.Handler:
-    """One line per event with its level, repeated warnings limited."""
+    """One line per event with its level, control characters escaped, repeated warnings limited."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
     handler.addFilter(RepeatLimit())
     return handler
 
 
 def configure_logging() -> None:
-    """The bot's log: log_handler() on stdout (Railway shows every stderr line as an error). uvicorn runs
-    with log_config=None, so its lines come through here too."""
+    """The bot's log: log_handler() on stdout (Railway shows every stderr line as an error), and no query
+    strings in the access log. uvicorn runs with log_config=None, so its lines come through here too."""
     logging.basicConfig(level=logging.INFO, handlers=[log_handler(sys.stdout)], force=True)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, WithoutQueryString) for existing in access.filters):
+        access.addFilter(WithoutQueryString())
