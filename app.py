@@ -9,7 +9,6 @@ at once, in the background, and at the next start-up after a crash (see trader.p
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import sys
 import threading
@@ -18,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -27,7 +26,7 @@ from config import ConfigError, Settings, journal_storage, load_settings
 from csv_logger import Journal, JournalInUse, JournalLock
 from orders import client_order_id_for
 from recovery import rebuild
-from security import SERVER_OPTIONS, install_security
+from security import authenticate, configure_logging, install_security, require_admin, server_options
 from signals import (WEBHOOK_OPENAPI, AmountUnit, InvalidSignal, Signal, alert_labels, body_secret, parse_body,
                      parse_signal)
 from status import announce_start_up, status_body
@@ -54,20 +53,6 @@ def refuse_amounts_not_traded_yet(signal: Signal) -> None:
         return
     raise InvalidSignal("amount", f"read as {amount}, but this version trades only amount_usdt on a BUY and the "
                                   f"whole position on a SELL: use amount_usdt, or leave the amount out")
-
-
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def secret_matches(candidate: object, settings: Settings) -> bool:
-    """Constant-time comparison, so the answer's timing does not leak the secret."""
-    if not isinstance(candidate, str):
-        return False
-    expected = settings.webhook_secret_key.get_secret_value().encode()
-    return hmac.compare_digest(candidate.encode(), expected)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -156,54 +141,44 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
     app = FastAPI(title="TradingView to Binance bot", lifespan=lifespan, docs_url=docs, redoc_url=None,
                   openapi_url="/openapi.json" if settings.is_paper else None)
     app.state.trader = trader
-    guard = install_security(app, settings)
-
-    def authorised(request: Request) -> bool:
-        return secret_matches(bearer_token(request), settings)
+    install_security(app, settings)
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok", "mode": settings.trading_mode}
 
-    @app.get("/status")
-    def status(request: Request) -> Any:
-        if not authorised(request):
-            return error(401, "missing or wrong secret (send Authorization: Bearer <WEBHOOK_SECRET_KEY>)")
+    @app.get("/status", dependencies=[Depends(require_admin)])
+    def status() -> Any:
         return status_body(trader, storage)
 
     @app.get("/example")
     def example() -> dict[str, Any]:
         return example_alert(settings, clock())
 
-    def switch_pause(request: Request, paused: bool) -> Any:
-        if not authorised(request):
-            return error(401, "missing or wrong secret")
+    def switch_pause(paused: bool) -> Any:
         trader.set_paused(paused)
         return {"paused": paused}
 
-    @app.post("/pause")
-    def pause(request: Request) -> Any:
-        return switch_pause(request, True)
+    @app.post("/pause", dependencies=[Depends(require_admin)])
+    def pause() -> Any:
+        return switch_pause(True)
 
-    @app.post("/resume")
-    def resume(request: Request) -> Any:
-        return switch_pause(request, False)
+    @app.post("/resume", dependencies=[Depends(require_admin)])
+    def resume() -> Any:
+        return switch_pause(False)
 
     @app.post("/webhook", openapi_extra=WEBHOOK_OPENAPI)
     async def webhook(request: Request) -> Any:
-        if not guard.allows(request):
-            return error(403, "forbidden")
         body = await read_body(request)
         if body is None:
             return error(413, f"body larger than {MAX_BODY_BYTES // 1024} KiB")
-        if not guard.signature_matches(request, body):
-            return error(401, "missing or wrong signature")
         try:
             payload = parse_body(body)
         except InvalidSignal as invalid:
             return error(400, str(invalid))
-        if not (secret_matches(body_secret(payload), settings) or authorised(request)):
-            return error(401, "missing or wrong secret")
+        refused = authenticate(request, body, body_secret(payload))
+        if refused is not None:
+            return refused
         try:
             signal = parse_signal(payload, settings.quote_asset)
             refuse_amounts_not_traded_yet(signal)
@@ -221,17 +196,14 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
 
 
 def main() -> None:
-    # One line per event with its level, on stdout (Railway shows every stderr line as an error);
-    # log_config=None lets uvicorn's own lines use this format too.
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         settings = load_settings()
         app = create_app(settings)
     except (ConfigError, JournalInUse) as problem:
         sys.exit(str(problem))
     uvicorn.run(app, host=settings.host, port=settings.port, workers=1, log_level="info", log_config=None,
-                **SERVER_OPTIONS)
+                **server_options())
 
 
 if __name__ == "__main__":

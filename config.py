@@ -14,8 +14,14 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PAPER_SECRET_MIN_LENGTH = 1
-SECRET_MIN_LENGTH = 16
+SECRET_MIN_LENGTH = 24
+SECRET_MIN_VARIETY = 10
+HMAC_KEY_MIN_LENGTH = 16
+MAKE_A_SECRET = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+# Secrets printed in this project's README, .env.example and /example: anyone may have copied them.
+# Compared by their letters and digits only, so `your-webhook-secret-key` counts too.
+PUBLISHED_SECRETS = ("change-me-to-a-long-secret", "YOUR_WEBHOOK_SECRET_KEY", "<the long random secret>",
+                     "<another long random secret>", "<your WEBHOOK_SECRET_KEY>", "<your ADMIN_SECRET_KEY>")
 TELEGRAM_TOKEN_PATTERN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]+$")
 TELEGRAM_CHAT_PATTERN = re.compile(r"^(-?[0-9]+|@[A-Za-z][A-Za-z0-9_]{3,})$")
 # The addresses TradingView sends webhooks from (its "About webhooks" help page).
@@ -59,6 +65,7 @@ class Settings(BaseSettings):
 
     trading_mode: Literal["paper", "testnet", "live"] = "paper"
     webhook_secret_key: SecretStr
+    admin_secret_key: SecretStr | None = None
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
     binance_api_url: str | None = None
@@ -87,7 +94,7 @@ class Settings(BaseSettings):
     railway_environment_name: str | None = None
     railway_volume_mount_path: Path | None = None
     railway_public_domain: str | None = None
-    trust_proxy_headers: bool = False
+    trust_proxy_headers: bool | None = None
     allowed_ips: Annotated[tuple[Network, ...], NoDecode] = ()
     webhook_hmac_key: SecretStr | None = None
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
@@ -106,13 +113,17 @@ class Settings(BaseSettings):
 
     @field_validator("webhook_secret_key")
     @classmethod
-    def _secret_long_enough(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
-        paper = info.data.get("trading_mode", "paper") == "paper"
-        minimum = PAPER_SECRET_MIN_LENGTH if paper else SECRET_MIN_LENGTH
-        if len(value.get_secret_value().strip()) < minimum:
-            raise ValueError(f"must be at least {minimum} characters"
-                             + ("" if paper else " outside paper mode"))
-        return value
+    def _secret_strong_enough(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError(f"is required; {MAKE_A_SECRET}")
+        return _strong_outside_paper(value, info)
+
+    @field_validator("admin_secret_key")
+    @classmethod
+    def _admin_secret_strong_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return _strong_outside_paper(value, info)
 
     @field_validator("binance_api_key", "binance_api_secret")
     @classmethod
@@ -124,7 +135,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("telegram_chat_id", "railway_environment_name", "railway_volume_mount_path",
-                     "railway_public_domain", mode="before")
+                     "railway_public_domain", "trust_proxy_headers", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """An empty variable means "not set" (an empty path would otherwise mean the current directory)."""
@@ -177,8 +188,8 @@ class Settings(BaseSettings):
     def _hmac_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
-        if len(value.get_secret_value().strip()) < SECRET_MIN_LENGTH:
-            raise ValueError(f"must be at least {SECRET_MIN_LENGTH} characters (or empty: no signatures)")
+        if len(value.get_secret_value().strip()) < HMAC_KEY_MIN_LENGTH:
+            raise ValueError(f"must be at least {HMAC_KEY_MIN_LENGTH} characters (or empty: no signatures)")
         return value
 
     @property
@@ -188,6 +199,11 @@ class Settings(BaseSettings):
     @property
     def risk_limits(self) -> RiskLimits:
         return RiskLimits(**{name: getattr(self, name) for name in RiskLimits.__dataclass_fields__})
+
+    @property
+    def on_railway(self) -> bool:
+        """Railway sets RAILWAY_ENVIRONMENT_NAME in every deployment (and RAILWAY_PUBLIC_DOMAIN with a domain)."""
+        return self.railway_environment_name is not None or self.railway_public_domain is not None
 
     @property
     def signals_csv(self) -> Path:
@@ -200,6 +216,31 @@ class Settings(BaseSettings):
     @property
     def intents_csv(self) -> Path:
         return self.logs_dir / "intents.csv"
+
+
+def secret_weakness(value: SecretStr) -> str | None:
+    """Why a secret is not good enough to guard real orders (None when it is). Never quotes the secret."""
+    text = value.get_secret_value().strip()
+    if _letters_and_digits(text) in {_letters_and_digits(published) for published in PUBLISHED_SECRETS}:
+        return "is a placeholder printed in this project's documentation: anyone may use it"
+    if len(text) < SECRET_MIN_LENGTH:
+        return f"must be at least {SECRET_MIN_LENGTH} characters"
+    if len(set(text)) < SECRET_MIN_VARIETY:
+        return f"has too little variety (fewer than {SECRET_MIN_VARIETY} different characters, like aaaa...)"
+    return None
+
+
+def _letters_and_digits(text: str) -> str:
+    return "".join(character for character in text.casefold() if character.isalnum())
+
+
+def _strong_outside_paper(value: SecretStr, info: ValidationInfo) -> SecretStr:
+    """Testnet and live refuse a weak secret; paper mode only warns at start-up (see security.py)."""
+    mode = info.data.get("trading_mode", "paper")
+    weakness = secret_weakness(value)
+    if weakness is not None and mode != "paper":
+        raise ValueError(f"{weakness} when TRADING_MODE={mode}; {MAKE_A_SECRET}")
+    return value
 
 
 LOST_ON_DEPLOY = ("signals.csv and trades.csv (and with them the open positions, today's count and the "
@@ -251,7 +292,7 @@ def describe_error(error: dict) -> str:
     name = str(error["loc"][0]).upper() if error["loc"] else "settings"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
-        message = "is required"
+        message = "is required" + (f"; {MAKE_A_SECRET}" if name == "WEBHOOK_SECRET_KEY" else "")
     return f"  {name}: {message}"
 
 

@@ -12,16 +12,17 @@ from typing import Any, Iterator
 
 import uvicorn
 
-from security import SERVER_OPTIONS
+from security import server_options
 
 
 @contextmanager
-def serve(app: Any, log_level: str = "info") -> Iterator[str]:
-    """Run `app` (lifespan included) until the block ends; yields its base URL.
+def serve(app: Any, log_level: str = "info", **options: Any) -> Iterator[str]:
+    """Run `app` (lifespan included) until the block ends; yields its base URL. `options` go to
+    server_options() (shorter timeouts, fewer connections).
 
     log_config=None leaves logging alone, so uvicorn's records reach pytest's log capture."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, workers=1, log_config=None, log_level=log_level,
-                            **SERVER_OPTIONS)
+                            **server_options(**options))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import subprocess
 import sys
 from decimal import Decimal
@@ -44,15 +46,57 @@ def test_every_setting_is_documented_in_env_example_with_its_default() -> None:
             assert getattr(parsed, name) == default, f"{name.upper()}: .env.example disagrees with config.py"
 
 
-def test_missing_secret_is_refused() -> None:
-    assert "WEBHOOK_SECRET_KEY: is required" in settings_error()
+MAKE_ONE = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+EXCHANGE_KEYS = {"binance_api_key": "k", "binance_api_secret": "s"}
 
 
-def test_short_secret_is_refused_outside_paper_mode() -> None:
-    message = settings_error(webhook_secret_key="short", trading_mode="testnet",
-                             binance_api_key="k", binance_api_secret="s")
-    assert "WEBHOOK_SECRET_KEY: must be at least 16 characters" in message
-    assert load_settings(_env_file=None, webhook_secret_key="short").is_paper
+@pytest.mark.parametrize("value", [None, "", "   "], ids=["missing", "empty", "blank"])
+def test_missing_or_empty_secret_is_required_and_says_how_to_make_one(value: str | None) -> None:
+    message = settings_error(**({} if value is None else {"webhook_secret_key": value}))
+    assert f"WEBHOOK_SECRET_KEY: is required; {MAKE_ONE}" in message
+    assert "at least 1 characters" not in message
+
+
+def published_secrets() -> set[str]:
+    """Every secret value the documentation prints: the README's commands and alert messages, and
+    .env.example's (none today: an empty value)."""
+    readme = (ROOT / "README.md").read_text()
+    found = set(re.findall(r'"secret": "([^"{}]+)"', readme))                       # alert messages
+    found |= set(re.findall(r"_SECRET_KEY=(<[^>]+>|[\w-]{2,})", readme))            # commands, variables
+    found |= set(re.findall(r"Bearer ([\w-]{2,})'", readme))                        # curl -H '...'
+    found |= {line.split("=", 1)[1] for line in (ROOT / ".env.example").read_text().splitlines()
+              if line.startswith(("WEBHOOK_SECRET_KEY=", "ADMIN_SECRET_KEY=")) and line.split("=", 1)[1]}
+    return {value for value in found if any(character.isalnum() for character in value)}  # not "…"
+
+
+def test_the_documentation_prints_placeholders_that_start_up_knows() -> None:
+    assert {"change-me-to-a-long-secret", "YOUR_WEBHOOK_SECRET_KEY"} <= published_secrets()
+
+
+@pytest.mark.parametrize("mode", ["testnet", "live"])
+@pytest.mark.parametrize("name", ["webhook_secret_key", "admin_secret_key"])
+def test_weak_secrets_are_refused_for_real_orders(mode: str, name: str) -> None:
+    weak = {**{secret: "is a placeholder printed in this project's documentation"
+               for secret in published_secrets()},
+            "your-webhook-secret-key": "is a placeholder",                # the /example one, retyped
+            "x7Kp2mQ9vL4nR8tW1zY5bC3": "must be at least 24 characters",  # 23 random characters
+            "a" * 40: "has too little variety",
+            "abcabcabcabcabcabcabcabcabc": "has too little variety"}
+    for secret, reason in weak.items():
+        values = {"webhook_secret_key": SECRET, name: secret}
+        message = settings_error(trading_mode=mode, **EXCHANGE_KEYS, **values)
+        assert f"{name.upper()}: {reason}" in message, secret
+        assert f"when TRADING_MODE={mode}; {MAKE_ONE}" in message
+        assert secret not in message
+
+
+def test_strong_secrets_pass_and_paper_mode_takes_any() -> None:
+    strong = secrets.token_urlsafe(18)  # 24 characters, as the start-up message suggests (at 32 bytes)
+    settings = load_settings(_env_file=None, trading_mode="live", webhook_secret_key=strong,
+                             admin_secret_key=secrets.token_urlsafe(32), **EXCHANGE_KEYS)
+    assert settings.webhook_secret_key.get_secret_value() == strong
+    assert load_settings(_env_file=None, webhook_secret_key="change-me-to-a-long-secret").is_paper
+    assert load_settings(_env_file=None, webhook_secret_key="x", admin_secret_key="").admin_secret_key is None
 
 
 @pytest.mark.parametrize("mode", ["testnet", "live"])
@@ -93,6 +137,21 @@ def test_secret_values_never_appear_in_the_error() -> None:
     assert "tiny-secret" not in message and "AKIA-SHOULD-NOT-LEAK" not in message
 
 
+def test_paper_mode_warns_about_a_weak_secret_at_start_up(start_bot, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        start_bot("paper", webhook_secret_key="change-me-to-a-long-secret", admin_secret_key="hunter2").stop()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert ("WEBHOOK_SECRET_KEY is a placeholder printed in this project's documentation: anyone may use it: "
+            f"accepted in paper mode only, testnet and live refuse it; {MAKE_ONE}") in warnings
+    assert f"ADMIN_SECRET_KEY must be at least 24 characters: accepted in paper mode only, testnet and live " \
+           f"refuse it; {MAKE_ONE}" in warnings
+    assert "hunter2" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        start_bot("paper")
+    assert "accepted in paper mode only" not in caplog.text
+
+
 def test_live_mode_warns_at_start_up(start_bot, fake, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         start_bot("live", fake)
@@ -104,7 +163,7 @@ def test_python_app_py_without_a_secret_exits_with_a_clear_message(tmp_path: Pat
     run = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=environment,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
-    assert "WEBHOOK_SECRET_KEY: is required" in run.stderr
+    assert f"WEBHOOK_SECRET_KEY: is required; {MAKE_ONE}" in run.stderr
     assert "Traceback" not in run.stderr
 
 

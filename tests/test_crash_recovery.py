@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import requests
@@ -23,16 +23,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class BotProcess:
-    def __init__(self, environment: dict[str, str], log_path: Path) -> None:
+    def __init__(self, environment: dict[str, str], log_path: Path,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.environment = environment
         self.url = f"http://127.0.0.1:{environment['PORT']}"
         self.log_path = log_path
+        self.preexec_fn = preexec_fn  # runs in the child before app.py, e.g. to lower its limits
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "BotProcess":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=self.environment,
-                                            stdout=log, stderr=subprocess.STDOUT)
+                                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log_path.read_text()

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 
 import httpx2
 import pytest
@@ -17,8 +18,9 @@ from tests.live_server import serve
 API_KEY = "api-key-7Hq2Xv9Lp4Rt8Wz1Nc6Bm3"
 API_SECRET = "api-secret-K5fD0sJ7gA2yU9eQ4iO1"
 HMAC_KEY = "hmac-key-Zx8Cv6Bn4Mq2Wr0Ty7Ui5"
+ADMIN_KEY = "admin-key-Pw3Ks8Dj1Hf6Gl0Ax4Ev9"
 SECRETS = {"WEBHOOK_SECRET_KEY": SECRET, "WEBHOOK_HMAC_KEY": HMAC_KEY, "BINANCE_API_KEY": API_KEY,
-           "BINANCE_API_SECRET": API_SECRET}
+           "BINANCE_API_SECRET": API_SECRET, "ADMIN_SECRET_KEY": ADMIN_KEY}
 LOGGERS = ["", "bot", "journal", "security", "binance", "urllib3", "requests", "uvicorn", "uvicorn.error",
            "uvicorn.access", "uvicorn.asgi", "httpx2", "httpcore2", "asyncio", "fastapi", "starlette"]
 
@@ -38,9 +40,11 @@ class Session:
     def alert(self, *, signed: bool = True, signature: str | None = None, raw: bytes | None = None, **fields):
         body = raw if raw is not None else json.dumps(
             {"secret": SECRET, "symbol": "BTCUSDT", "action": "buy", "confidence": 80, **fields}).encode()
+        stamp = str(int(time.time()) - len(self.answers))  # each request its own (replays are refused)
         headers = {"content-type": "application/json"}
         if signed:
-            headers["x-signature"] = signature or "sha256=" + hmac.new(HMAC_KEY.encode(), body,
+            headers["x-timestamp"] = stamp
+            headers["x-signature"] = signature or "sha256=" + hmac.new(HMAC_KEY.encode(), f"{stamp}.".encode() + body,
                                                                        hashlib.sha256).hexdigest()
         return self.request("POST", "/webhook", content=body, headers=headers)
 
@@ -69,9 +73,11 @@ def play_a_session(session: Session, fake: FakeBinance) -> None:
     assert session.alert(secret="not-the-secret").status_code == 401
     assert session.alert(secret=HMAC_KEY).status_code == 401
     assert session.alert(secret=None).status_code == 401
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Bearer {API_KEY}"}):
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Bearer {API_KEY}"},
+                    {"Authorization": f"Bearer {HMAC_KEY}"}, {"Authorization": f"Bearer {SECRET}"}):
         assert session.request("GET", "/status", headers=headers).status_code == 401
-    assert session.request("GET", "/status", headers={"Authorization": f"Bearer {SECRET}"}).status_code == 200
+    assert session.request("GET", "/status", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 200
+    assert session.alert(secret=ADMIN_KEY).status_code == 401
     assert session.request("GET", "/health").status_code == 200
     assert session.request("GET", "/openapi.json").status_code == 404
     assert session.request("PUT", "/webhook").status_code == 405
@@ -82,8 +88,8 @@ def test_no_secret_reaches_any_answer_csv_cell_log_record_or_console(make_settin
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     with FakeBinance(api_key=API_KEY, api_secret=API_SECRET) as fake:
-        settings = make_settings("testnet", fake, webhook_hmac_key=HMAC_KEY, cooldown_seconds=0,
-                                 max_open_trades=10, auth_failure_limit=100)
+        settings = make_settings("testnet", fake, webhook_hmac_key=HMAC_KEY, admin_secret_key=ADMIN_KEY,
+                                 cooldown_seconds=0, max_open_trades=10, auth_failure_limit=100)
         with serve(create_app(settings), log_level="debug") as url:
             session = Session(url)
             play_a_session(session, fake)
