@@ -27,8 +27,7 @@ from csv_logger import Journal, JournalInUse, JournalLock
 from orders import client_order_id_for
 from recovery import rebuild
 from security import authenticate, configure_logging, install_security, require_admin, server_options
-from signals import (WEBHOOK_OPENAPI, AmountUnit, InvalidSignal, Signal, alert_labels, body_secret, parse_body,
-                     parse_signal)
+from signals import WEBHOOK_OPENAPI, InvalidSignal, alert_labels, body_secret, parse_body, parse_signal
 from status import announce_start_up, status_body
 from telegram import TelegramNotifier
 from trader import Clock, Trader
@@ -41,18 +40,6 @@ log = logging.getLogger("bot")
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def refuse_amounts_not_traded_yet(signal: Signal) -> None:
-    """Stopgap until the order code sizes them: a base quantity or a percentage is read from the alert, and so is
-    an amount on a SELL, but orders are sized only by a quote amount on a BUY (a SELL sells the whole position).
-    Refused, so that such an alert is never traded at another size."""
-    amount = signal.amount
-    if amount is None or (signal.is_entry and amount.unit is AmountUnit.QUOTE) or (
-            not signal.is_entry and amount.unit is AmountUnit.PERCENT and amount.value == 100):
-        return
-    raise InvalidSignal("amount", f"read as {amount}, but this version trades only amount_usdt on a BUY and the "
-                                  f"whole position on a SELL: use amount_usdt, or leave the amount out")
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -181,7 +168,6 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
             return refused
         try:
             signal = parse_signal(payload, settings.quote_asset)
-            refuse_amounts_not_traded_yet(signal)
         except InvalidSignal as invalid:
             await run_in_threadpool(trader.record_invalid, alert_labels(payload), invalid)
             return error(400, str(invalid))

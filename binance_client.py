@@ -101,6 +101,7 @@ class Exchange(Protocol):
     def note_price(self, symbol: str, price: Decimal) -> None: ...
     def refresh_market(self, symbols: list[str]) -> None: ...
     def plan_buy(self, rules: SymbolRules, amount: Decimal, price_hint: Decimal | None) -> OrderPlan: ...
+    def plan_buy_quantity(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan: ...
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None,
                   unlocking: Decimal = Decimal(0)) -> OrderPlan: ...
     def place(self, plan: OrderPlan, client_order_id: str) -> Fill: ...
@@ -365,20 +366,29 @@ class BinanceExchange:
             raise OrderRefused(problem)
         return OrderPlan(rules, "BUY", amount=amount)
 
+    def plan_buy_quantity(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
+        """A MARKET BUY of a base quantity (rounded down to the step), checked at the last known price."""
+        quantity = rules.market_quantity(quantity)
+        price = price_hint or self.last_price(rules.symbol) or self.price(rules.symbol)
+        problem = rules.market_order_problem(quantity, price)
+        if problem:
+            raise OrderRefused(problem)
+        return OrderPlan(rules, "BUY", quantity=quantity, price=price)
+
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None,
                   unlocking: Decimal = Decimal(0)) -> OrderPlan:
         """What the account holds (the cached balance, plus what lifting the protection frees), checked at the
         last known price: no REST call in steady state. If Binance still refuses, the cache is read again."""
         quantity = rules.sellable(quantity, self.free_balance(rules.base_asset) + unlocking)
         price = price_hint or self.last_price(rules.symbol) or self.price(rules.symbol)
-        problem = rules.sell_problem(quantity, price)
+        problem = rules.market_order_problem(quantity, price)
         if problem:
             raise OrderRefused(problem)
         return OrderPlan(rules, "SELL", quantity=quantity, price=price)
 
     def place(self, plan: OrderPlan, client_order_id: str) -> Fill:
         """Send the order once. An unclear answer is resolved by looking the order up, never by resending."""
-        size = {"quoteOrderQty": plain(plan.amount)} if plan.side == "BUY" else {"quantity": plain(plan.quantity)}
+        size = {"quoteOrderQty": plain(plan.amount)} if plan.amount else {"quantity": plain(plan.quantity)}
         balances = self._account()
         try:
             reply = self.gateway.call("create_order", changes_exchange=True, symbol=plan.rules.symbol,
@@ -631,11 +641,19 @@ class PaperExchange:
             raise OrderRefused(problem)
         return OrderPlan(rules, "BUY", amount=amount, quantity=quantity, price=price)
 
+    def plan_buy_quantity(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
+        quantity = rules.market_quantity(quantity)
+        price = self._price(rules, price_hint) * (1 + PAPER_SLIPPAGE)
+        problem = rules.market_order_problem(quantity, price)
+        if problem:
+            raise OrderRefused(problem)
+        return OrderPlan(rules, "BUY", quantity=quantity, price=price)
+
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None,
                   unlocking: Decimal = Decimal(0)) -> OrderPlan:
         quantity = rules.sellable(quantity, self.free_balance(rules.base_asset) + unlocking)
         price = self._price(rules, price_hint) * (1 - PAPER_SLIPPAGE)
-        problem = rules.sell_problem(quantity, price)
+        problem = rules.market_order_problem(quantity, price)
         if problem:
             raise OrderRefused(problem)
         return OrderPlan(rules, "SELL", quantity=quantity, price=price)

@@ -40,7 +40,7 @@ TRADE_COLUMNS = {"at": "DateTime", "symbol": "TradingPair", "action": "Action", 
                  "client_order_id": "ClientOrderID", "mode": "Mode", "reason": "Reason",
                  "realized_pnl": "RealizedPnL", "entry_price": "EntryPrice", "stop_loss": "StopLoss",
                  "take_profit": "TakeProfit", "exchange_status": "ExchangeStatus", "fees": "Fees",
-                 "fee_in_quote": "FeeInQuote"}
+                 "fee_in_quote": "FeeInQuote", "position_left": "PositionLeft"}
 TRADE_FIELDS = list(TRADE_COLUMNS.values())
 INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUSDT", "Quantity", "AlertID", "Mode",
                  "StopLoss", "TakeProfit"]
@@ -52,7 +52,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_AFTER_SEMICOLON = re.compile(r"(;\s*)(?=[=+\-@])")
 FORMULA_ESCAPED_AFTER_SEMICOLON = re.compile(r"(;\s*)'(?=[=+\-@])")
 DECIMAL_FIELDS = ("amount", "price", "quantity", "net_quantity", "fee", "realized_pnl", "entry_price", "stop_loss",
-                  "take_profit", "fee_in_quote")
+                  "take_profit", "fee_in_quote", "position_left")
 BOM = "\ufeff"
 MAX_ROWS_PER_FILE = 1_048_575  # Excel's sheet holds 1,048,576 rows, the header included
 ROLLED_NAME = re.compile(r"-(\d{4}-\d{2})(?:-(\d+))?")
@@ -460,6 +460,14 @@ def trade_record_of(row: Mapping[str, str]) -> TradeRecord:
                        reason=row["Reason"], order_id=row["OrderID"] or None, fee_asset=row["FeeAsset"] or None,
                        exchange_status=row.get("ExchangeStatus") or None, fees=row.get("Fees") or None,
                        mode=row["Mode"], **decimals)
+
+
+def closes_as_journalled(record: TradeRecord) -> bool:
+    """Whether a FILLED SELL row closed its position: its PositionLeft is 0 (rows of versions before that
+    column: Binance's status FILLED)."""
+    if record.position_left is not None:
+        return record.position_left == 0
+    return record.exchange_status in (None, "FILLED")
 
 
 def fill_of(record: TradeRecord, quote_asset: str) -> tuple[SymbolRules, Fill]:

@@ -85,9 +85,12 @@ class SymbolRules:
         )
 
     def sellable(self, quantity: Decimal, held: Decimal) -> Decimal:
-        """What a market order can sell of `quantity`: capped by what the account holds, rounded down to
-        the lot step (and MARKET_LOT_SIZE's, when it sets one)."""
-        return floor_to_step(floor_to_step(min(quantity, held), self.step_size), self.market_step_size)
+        """What a market order can sell of `quantity`: capped by what the account holds, rounded down."""
+        return self.market_quantity(min(quantity, held))
+
+    def market_quantity(self, quantity: Decimal) -> Decimal:
+        """Rounded down to the lot step (and MARKET_LOT_SIZE's, when it sets one)."""
+        return floor_to_step(floor_to_step(quantity, self.step_size), self.market_step_size)
 
     def round_price(self, price: Decimal, rounding: str) -> Decimal:
         if self.tick_size <= 0:
@@ -104,8 +107,8 @@ class SymbolRules:
                 or (self._quantity_problem(floor_to_step(amount / price, self.step_size), market=True)
                     if price else None))
 
-    def sell_problem(self, quantity: Decimal, price: Decimal) -> str | None:
-        """A MARKET SELL of `quantity` priced at `price` (the last known price)."""
+    def market_order_problem(self, quantity: Decimal, price: Decimal) -> str | None:
+        """A MARKET order for `quantity` priced at `price` (the last known price)."""
         return self._quantity_problem(quantity, market=True) or self._notional_problem(quantity * price, market=True)
 
     def leg_problem(self, quantity: Decimal, price: Decimal) -> str | None:
@@ -348,6 +351,7 @@ class Order:
     that time plus the request's recvWindow, so "never placed" is concluded only after that.
     `lifted` is the protection a SELL took off its position first, to put back if the SELL fails.
     `ticket` is its risk reservation (None for part of a protective order that leaves the position open).
+    `whole`: a SELL for the whole position (not a part the alert asked for), which FILLED closes.
     """
     client_order_id: str
     rules: SymbolRules
@@ -361,6 +365,7 @@ class Order:
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     lifted: Protection | None = None
+    whole: bool = True
     status: OrderStatus = OrderStatus.PENDING
     record: TradeRecord | None = None
 
@@ -401,4 +406,5 @@ class TradeRecord:
     exchange_status: str | None = None
     fees: str | None = None
     fee_in_quote: Decimal | None = None
+    position_left: Decimal | None = None
     mode: str | None = None

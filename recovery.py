@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from binance_client import Exchange
 from config import Settings
-from csv_logger import PAUSE_MARKER, Intent, Journal, fill_of
+from csv_logger import PAUSE_MARKER, Intent, Journal, closes_as_journalled, fill_of
 from orders import (FINAL_STATUSES, PROTECTION_SUFFIXES, Order, OrderStatus, Protection, SymbolRules, TradeRecord,
                     entry_id_of)
 from protection import Protector, is_leg_id
@@ -52,7 +52,7 @@ def replay_trades(settings: Settings, journal: Journal, risk: RiskEngine, exchan
         if record.status != OrderStatus.FILLED:
             continue
         rules, fill = fill_of(record, settings.quote_asset)
-        risk.restore_fill(rules, fill, record.at)
+        risk.restore_fill(rules, fill, record.at, closes_as_journalled(record))
         exchange.replay(rules, fill)
         if is_leg_id(record.client_order_id):
             protector.note_booked(fill)

@@ -7,7 +7,7 @@ import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from csv_logger import fill_of, read_trade_records, trades_file
+from csv_logger import closes_as_journalled, fill_of, read_trade_records, trades_file
 from money import plain
 from orders import OrderStatus
 from risk import Ledger
@@ -19,7 +19,7 @@ def replay_journal(logs_dir: Path, quote_asset: str) -> dict[str, Ledger]:
     for record in read_trade_records(trades_file(logs_dir)):
         if record.status == OrderStatus.FILLED:
             rules, fill = fill_of(record, quote_asset)
-            ledgers.setdefault(record.mode or "", Ledger()).apply(rules, fill, record.at)
+            ledgers.setdefault(record.mode or "", Ledger()).apply(rules, fill, record.at, closes_as_journalled(record))
     return ledgers
 
 

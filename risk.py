@@ -102,16 +102,19 @@ class Score:
 
 @dataclass(frozen=True)
 class Booking:
-    """What a fill did to the ledger: the realized PnL and entry price of a sale (None for a BUY)."""
+    """What a fill did to the ledger: the realized PnL and entry price of a sale (None for a BUY), and the
+    quantity still held as an open position afterwards (0 once it is closed)."""
+    position_left: Decimal
     realized_pnl: Decimal | None = None
     entry_price: Decimal | None = None
 
 
-def closes_position(fill: Fill) -> bool:
-    """A SELL that Binance reports FILLED sold all it was asked to: the position is closed (what is left
-    below the lot step is dust). Any other status (EXPIRED after a partial fill, a protective leg still
-    PARTIALLY_FILLED, a leg CANCELED after trading part) only reduces it."""
-    return fill.side == "SELL" and fill.status == "FILLED"
+def closes_position(fill: Fill, whole: bool) -> bool:
+    """A SELL asked to sell the whole position (an alert without an amount, or a protective order) that
+    Binance reports FILLED closes it: what is left below the lot step is dust. Any other sale (EXPIRED after
+    a partial fill, a leg still PARTIALLY_FILLED or CANCELED after trading part, an alert selling a part)
+    only reduces it."""
+    return whole and fill.status == "FILLED"
 
 
 @dataclass
@@ -125,17 +128,18 @@ class Ledger:
     dust: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
     score: Score = field(default_factory=Score)
 
-    def apply(self, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
+    def apply(self, rules: SymbolRules, fill: Fill, at: datetime, closes: bool) -> Booking:
         """The one rule for what a fill does: a BUY adds what reached the account at what it cost (fees in
-        any asset included); a SELL takes what it sold at what it brought in, after fees."""
+        any asset included); a SELL takes what it sold at what it brought in, after fees, and closes the
+        position when `closes` (see closes_position)."""
         if fill.side == "BUY":
-            self.add_entry(rules.symbol, fill.received_base(rules), fill.quote_cost(rules), at)
-            return Booking()
+            return Booking(self.add_entry(rules.symbol, fill.received_base(rules), fill.quote_cost(rules), at).quantity)
         if rules.symbol not in self.positions:
-            return Booking()
+            return Booking(Decimal(0))
         entry_price = self.positions[rules.symbol].entry_price
-        pnl = self.sell(rules.symbol, fill.quantity, fill.quote_proceeds(rules), at, closes_position(fill))
-        return Booking(pnl, entry_price)
+        pnl = self.sell(rules.symbol, fill.quantity, fill.quote_proceeds(rules), at, closes)
+        held = self.positions.get(rules.symbol)
+        return Booking(held.quantity if held else Decimal(0), pnl, entry_price)
 
     def add_entry(self, symbol: str, quantity: Decimal, cost: Decimal, at: datetime) -> Position:
         """A filled BUY; a new position takes over the dust (and its cost) an earlier sale left."""
@@ -304,7 +308,7 @@ def min_balance(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | 
 
 def max_risk_per_trade(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
     if p.amount_usdt > limits.max_risk_per_trade:
-        return Refusal("max_risk_per_trade", f"trade amount {p.amount_usdt} {limits.quote_asset} is above "
+        return Refusal("max_risk_per_trade", f"trade amount {plain(p.amount_usdt)} {limits.quote_asset} is above "
                                              f"MAX_RISK_PER_TRADE {limits.max_risk_per_trade}")
     return None
 
@@ -421,25 +425,25 @@ class RiskEngine:
             if ticket.is_entry and ticket.reserved_at.date() == self._state.day:
                 self._state.trades_today -= 1
 
-    def confirm(self, ticket: Ticket, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
+    def confirm(self, ticket: Ticket, rules: SymbolRules, fill: Fill, at: datetime, closes: bool) -> Booking:
         """The order executed (all or part): book the fill and end the reservation."""
         with self._lock:
             self._end_reservation(ticket)
-            return self._book(rules, fill, at)
+            return self._book(rules, fill, at, closes)
 
     def book_exit(self, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
         """Part of a protective order executed while its position stays open (no reservation to end)."""
         with self._lock:
-            return self._book(rules, fill, at)
+            return self._book(rules, fill, at, closes=False)
 
-    def restore_fill(self, rules: SymbolRules, fill: Fill, at: datetime) -> None:
+    def restore_fill(self, rules: SymbolRules, fill: Fill, at: datetime, closes: bool) -> None:
         """Replay one filled trade from the journal at start-up."""
         with self._lock:
             self._roll_day(at)
             self._state.last_trade_at[(rules.symbol, fill.side)] = at
             if fill.side == "BUY":
                 self._state.trades_today += at.date() == self._state.day
-            self._book(rules, fill, at)
+            self._book(rules, fill, at, closes)
 
     def set_protection(self, symbol: str, protection: Protection | None, error: str | None = None) -> None:
         with self._lock:
@@ -493,8 +497,8 @@ class RiskEngine:
                          for s, (q, c) in self._state.ledger.dust.items()},
             }
 
-    def _book(self, rules: SymbolRules, fill: Fill, at: datetime) -> Booking:
-        booking = self._state.ledger.apply(rules, fill, at)
+    def _book(self, rules: SymbolRules, fill: Fill, at: datetime, closes: bool) -> Booking:
+        booking = self._state.ledger.apply(rules, fill, at, closes)
         if booking.realized_pnl is not None and at.date() == self._state.day:
             self._state.realized_today += booking.realized_pnl
         return booking

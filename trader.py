@@ -14,18 +14,18 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Callable
 
 from binance_client import Exchange, ExchangeError, OutcomeUnknown
 from config import Settings
 from csv_logger import PAUSE_MARKER, Intent, Journal
-from money import plain
+from money import PRICE_PLACES, plain
 from orders import (Failed, Fill, Filled, Order, OrderPlan, OrderRefused, OrderStatus, Outcome, Protection,
                     SymbolRules, TradeRecord, Unknown, client_order_id_for, protection_id)
 from protection import Check, LegFill, Protector
-from risk import Proposal, Refusal, RiskEngine, Slot, Ticket
-from signals import Signal
+from risk import Proposal, Refusal, RiskEngine, Slot, Ticket, closes_position
+from signals import Amount, AmountUnit, Signal
 from telegram import (TelegramNotifier, exit_message, order_failed_message, order_filled_message, paused_message,
                       resumed_message, unprotected_message)
 
@@ -46,10 +46,42 @@ class Decision:
     accepted: bool
     reason: str
     trade: TradeRecord | None = None
+    amount: Decimal | None = None  # what a BUY was judged to spend, in the quote asset
 
     def answer(self) -> dict[str, Any]:
         return {"decision": "ACCEPTED" if self.accepted else "REJECTED", "reason": self.reason,
                 "signal": self.signal.as_dict(), "trade": trade_answer(self.trade) if self.trade else None}
+
+
+def buy_amount(amount: Amount | None, default: Decimal, balance: Decimal, price: Decimal | None) -> Decimal:
+    """What a BUY spends in the quote asset: the alert's amount in its unit, or TRADE_AMOUNT_USDT."""
+    if amount is None:
+        return default
+    if amount.unit is AmountUnit.PERCENT:
+        return (balance * amount.value / 100).quantize(PRICE_PLACES, rounding=ROUND_DOWN)
+    if amount.unit is AmountUnit.BASE:
+        return (amount.value * price).quantize(PRICE_PLACES) if price else default
+    return amount.value
+
+
+def sell_quantity(amount: Amount | None, held: Decimal, price: Decimal | None) -> tuple[Decimal, bool]:
+    """What a SELL sells of a position of `held`: what the alert asks, never more; and whether that is the
+    whole position (no amount, or all of it)."""
+    if amount is None:
+        return held, True
+    if amount.unit is AmountUnit.PERCENT:
+        wanted = held * amount.value / 100
+    elif amount.unit is AmountUnit.BASE:
+        wanted = amount.value
+    else:
+        wanted = amount.value / price if price else Decimal(0)
+    return min(wanted, held), wanted >= held
+
+
+def needs_price(signal: Signal) -> bool:
+    """A base quantity on a BUY, or a quote amount on a SELL, is valued at the current price."""
+    unit = signal.amount.unit if signal.amount else None
+    return unit is (AmountUnit.BASE if signal.is_entry else AmountUnit.QUOTE)
 
 
 def trade_answer(record: TradeRecord) -> dict[str, str | None]:
@@ -94,7 +126,7 @@ class Trader:
             log.info("%s %s rejected: %s", decision.signal.action, decision.signal.symbol, decision.reason)
         order_id = decision.trade.client_order_id if decision.trade else None
         self.journal.record_decision(now, decision.signal, "ACCEPTED" if decision.accepted else "REJECTED",
-                                     decision.reason, order_id, self._amount_of(decision.signal))
+                                     decision.reason, order_id, decision.amount or decision.signal.amount_usdt)
         return decision.answer()
 
     def pending_answer(self, signal: Signal, client_order_id: str) -> dict[str, Any]:
@@ -136,58 +168,67 @@ class Trader:
                                            f"pairs quoted in {quote} (QUOTE_ASSET), so amounts stay in {quote}")
         if signal.price is not None:
             self._note_price(rules.symbol, signal.price)
-        amount = signal.amount_usdt or self.settings.trade_amount_usdt
         try:
-            proposal = self._proposal(signal, rules, amount, now)
+            proposal = self._proposal(signal, rules, now)
         except ExchangeError as error:
             return Decision(signal, False, f"cannot read the balance or price from Binance: {error}")
         verdict = self.risk.reserve(proposal)
         if isinstance(verdict, Refusal):
-            return Decision(signal, False, verdict.reason)
+            return Decision(signal, False, verdict.reason, amount=proposal.amount_usdt)
         with self.risk.holding(verdict) as slot:
-            return self._execute(slot, rules, signal, amount, client_order_id)
+            return self._execute(slot, rules, proposal, client_order_id)
 
-    def _proposal(self, signal: Signal, rules: SymbolRules, amount: Decimal, now: datetime) -> Proposal:
-        """What the rules judge: a BUY refused for balance is judged again on a fresh balance (a deposit
-        counts at once; the exchange re-reads at most every few seconds)."""
-        if not signal.is_entry:
-            return Proposal(signal, amount, Decimal(0), now, signal.price)
-        quote = self.settings.quote_asset
-        balance = self.exchange.free_balance(quote)
-        if balance < max(self.settings.min_balance_usdt, amount):
-            balance = self.exchange.free_balance(quote, fresh=True)
+    def _proposal(self, signal: Signal, rules: SymbolRules, now: datetime) -> Proposal:
+        """What the rules judge: a BUY's amount in the quote asset, whatever unit the alert used. A BUY refused
+        for balance is judged again on a fresh balance (a deposit counts at once; the exchange re-reads at most
+        every few seconds)."""
         price = signal.price
-        if price is None and signal.wants_protection:
+        if price is None and (signal.wants_protection or needs_price(signal)):
             price = self.exchange.last_price(rules.symbol) or self.exchange.price(rules.symbol)
-        return Proposal(signal, amount, balance, now, price)
+        if not signal.is_entry:
+            return Proposal(signal, Decimal(0), Decimal(0), now, price)
+        quote, default = self.settings.quote_asset, self.settings.trade_amount_usdt
+        balance = self.exchange.free_balance(quote)
+        if balance < max(self.settings.min_balance_usdt, buy_amount(signal.amount, default, balance, price)):
+            balance = self.exchange.free_balance(quote, fresh=True)
+        return Proposal(signal, buy_amount(signal.amount, default, balance, price), balance, now, price)
 
-    def _execute(self, slot: Slot, rules: SymbolRules, signal: Signal, amount: Decimal,
-                 client_order_id: str) -> Decision:
-        ticket, lifted = slot.ticket, None
+    def _execute(self, slot: Slot, rules: SymbolRules, proposal: Proposal, client_order_id: str) -> Decision:
+        ticket, signal, lifted = slot.ticket, proposal.signal, None
         try:
             if signal.is_entry:
-                plan = self.exchange.plan_buy(rules, amount, signal.price)
+                plan = self._plan_buy(rules, proposal)
+                whole = True
             else:
+                quantity, whole = sell_quantity(signal.amount, ticket.quantity, proposal.price)
                 protection = ticket.protection
                 unlocking = self.protector.unexecuted(protection) if protection else Decimal(0)
-                plan = self.exchange.plan_sell(rules, ticket.quantity, signal.price, unlocking)
+                plan = self.exchange.plan_sell(rules, quantity, proposal.price, unlocking)
                 if protection is not None:
                     lifted_or_done = self._lift(slot, rules, protection, signal, plan)
                     if isinstance(lifted_or_done, Decision):
                         return lifted_or_done
                     plan, lifted = lifted_or_done, protection
         except (OrderRefused, ExchangeError) as refused:
-            return Decision(signal, False, str(refused))
+            return Decision(signal, False, str(refused), amount=proposal.amount_usdt)
         order = Order(client_order_id, rules, signal.action, self.clock(), time.time(), ticket,
-                      amount=plan.amount if signal.is_entry else None,
-                      quantity=None if signal.is_entry else plan.quantity, alert_id=signal.alert_id,
-                      stop_loss=signal.stop_loss, take_profit=signal.take_profit, lifted=lifted)
+                      amount=plan.amount or None if signal.is_entry else None,
+                      quantity=plan.quantity if plan.quantity and not plan.amount else None,
+                      alert_id=signal.alert_id, stop_loss=signal.stop_loss, take_profit=signal.take_profit,
+                      lifted=lifted, whole=whole)
         with self._lock:
             self._sending[client_order_id] = order
         self.settler.register(order)
         slot.keep()
         record = self.settler.finish(order, self._send(order, plan))
-        return Decision(signal, True, record.reason, record)
+        return Decision(signal, True, record.reason, record, proposal.amount_usdt)
+
+    def _plan_buy(self, rules: SymbolRules, proposal: Proposal) -> OrderPlan:
+        """A quote amount is spent with quoteOrderQty; a base quantity is bought as a quantity."""
+        amount = proposal.signal.amount
+        if amount is not None and amount.unit is AmountUnit.BASE:
+            return self.exchange.plan_buy_quantity(rules, amount.value, proposal.price)
+        return self.exchange.plan_buy(rules, proposal.amount_usdt, proposal.price)
 
     def _lift(self, slot: Slot, rules: SymbolRules, protection: Protection, signal: Signal,
               plan: OrderPlan) -> Decision | OrderPlan:
@@ -209,7 +250,7 @@ class Trader:
         self.settler.journal_protection(rules, OrderStatus.CANCELED, "protective orders canceled before selling",
                                         protection)
         quantity = rules.sellable(min(plan.quantity, slot.ticket.quantity - sold), plan.quantity)
-        problem = rules.sell_problem(quantity, plan.price)
+        problem = rules.market_order_problem(quantity, plan.price)
         if problem:
             placed = self.settler.protect_again(rules, protection)
             return Decision(signal, False, f"{problem}; {placed or 'nothing left to protect'}")
@@ -245,9 +286,6 @@ class Trader:
         self.exchange.note_price(symbol, price)
         if self.exchange.is_paper:
             self.settler.watch_protection()
-
-    def _amount_of(self, signal: Signal) -> Decimal | None:
-        return signal.amount_usdt or (self.settings.trade_amount_usdt if signal.is_entry else None)
 
 
 class Settler:
@@ -315,7 +353,8 @@ class Settler:
 
     def _record_fill(self, order: Order, fill: Fill, prefix: str, kind: str | None = None) -> TradeRecord:
         rules = order.rules
-        booking = (self.risk.confirm(order.ticket, rules, fill, self.clock()) if order.ticket
+        closes = not order.is_entry and closes_position(fill, order.whole)
+        booking = (self.risk.confirm(order.ticket, rules, fill, self.clock(), closes) if order.ticket
                    else self.risk.book_exit(rules, fill, self.clock()))
         self._forget_order(order)
         record = TradeRecord(
@@ -324,6 +363,7 @@ class Settler:
             order_id=fill.order_id, quantity=fill.quantity,
             net_quantity=fill.received_base(rules) if order.is_entry else fill.quantity, fee=fill.fee,
             fee_asset=fill.fee_asset, realized_pnl=booking.realized_pnl, entry_price=booking.entry_price,
+            position_left=booking.position_left,
             exchange_status=fill.status, fees=fill.fees_text, fee_in_quote=fill.fee_in_quote(rules),
             mode=self.settings.trading_mode)
         self.journal.record_trade(record)

@@ -18,6 +18,8 @@ from signals import (MAX_TEXT_LENGTH, WEBHOOK_BODY_SCHEMA, Amount, AmountUnit, I
                      body_secret, parse_body, parse_signal, symbol_candidates)
 from tests.conftest import SECRET
 
+D = Decimal
+
 QUOTE, BASE, PERCENT = AmountUnit.QUOTE, AmountUnit.BASE, AmountUnit.PERCENT
 
 TUTORIAL = """{
@@ -517,14 +519,43 @@ def test_the_first_secret_name_present_decides(bot, body: str) -> None:
     assert not bot.settings.signals_csv.exists()
 
 
-def test_a_base_quantity_is_refused_until_orders_can_be_sized_by_it(bot) -> None:
-    """Stopgap in app.py: the parser reads qty, but the order code sizes only quote amounts yet."""
-    answer = post(bot, tutorial())
-    assert answer.status_code == 400 and answer.json()["error"].startswith("amount: read as 0.0015 base")
-    assert post(bot, current(action="sell", amount_usdt=20)).status_code == 400
-    [row, _] = bot.signals()
-    assert (row["Decision"], row["TradingPair"], row["Action"]) == ("REJECTED", "BTCUSDT", "buy")
-    assert not bot.settings.trades_csv.exists()
+def test_a_base_quantity_is_bought_as_a_quantity_and_judged_at_its_value(start_bot, fake) -> None:
+    """The tutorial's order_contracts: a MARKET BUY with `quantity` (not quoteOrderQty), whose value the
+    risk rules judge at the alert's price (0.0015 BTC is 75 USDT, above MAX_RISK_PER_TRADE 10)."""
+    bot = start_bot("testnet", fake, max_signal_age_seconds=0, cooldown_seconds=0)
+    refused = post(bot, tutorial(contracts="0.0015"), "application/json").json()
+    assert refused["reason"] == "trade amount 75.075375 USDT is above MAX_RISK_PER_TRADE 10"
+    bought = post(bot, tutorial(contracts="0.000199"), "application/json").json()
+    assert bought["trade"]["status"] == "FILLED", bought
+    [order] = fake.orders
+    assert (D(order["origQty"]), D(order["origQuoteOrderQty"])) == (D("0.00019"), D(0))
+    assert bot.signals()[-1]["AmountUSDT"] == "9.95999975"
+
+
+def test_a_percentage_buys_that_share_of_the_free_quote_balance(start_bot) -> None:
+    bot = start_bot("paper", max_risk_per_trade=1000, cooldown_seconds=0)
+    answer = post(bot, f"buy BTCUSDT amount=25% price=50000 secret={SECRET}").json()
+    assert answer["trade"]["status"] == "FILLED" and answer["signal"]["amount_unit"] == "percent"
+    assert D(answer["trade"]["amount_usdt"]) <= D(250) and D(answer["trade"]["amount_usdt"]) > D("249.9")
+
+
+@pytest.mark.parametrize("asked, sold, left_open", [
+    ("qty=0.0001", "0.0001", True), ("amount=50%", "0.00019", True), ("amount_usdt=5.1", "0.0001", True),
+    ("qty=1", "0.00039", False), ("amount=100%", "0.00039", False)])
+def test_a_sell_sells_what_the_alert_asks_never_more_than_the_position(start_bot, fake, asked, sold,
+                                                                        left_open) -> None:
+    bot = start_bot("testnet", fake, cooldown_seconds=0, trade_amount_usdt=20, max_risk_per_trade=20)
+    assert post(bot, f"buy BTCUSDT secret={SECRET}").json()["trade"]["status"] == "FILLED"
+    answer = post(bot, f"sell BTCUSDT {asked} secret={SECRET}").json()
+    assert answer["trade"]["status"] == "FILLED", answer
+    assert D(answer["trade"]["quantity"]) == D(sold)
+    position = bot.status()["positions"].get("BTCUSDT")
+    assert (position is not None) == left_open
+    if left_open:
+        assert D(position["quantity"]) == D("0.0003996") - D(sold)
+        assert D(bot.trades()[-1]["PositionLeft"]) == D(position["quantity"])
+        assert post(bot, f"flat BTCUSDT secret={SECRET}").json()["trade"]["status"] == "FILLED"
+    assert bot.status()["positions"] == {} and bot.trades()[-1]["PositionLeft"] == "0"
 
 
 def test_a_refused_dialect_is_journalled_with_readable_labels(bot) -> None:
