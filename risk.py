@@ -22,6 +22,7 @@ from orders import Fill, Protection, SymbolRules
 from signals import Signal
 
 MAX_REMEMBERED_ALERTS = 100_000
+MAX_SECONDS_AHEAD = 60
 
 
 @dataclass(frozen=True)
@@ -222,10 +223,14 @@ Rule = Callable[[Proposal, RiskState, RiskLimits], "Refusal | None"]
 
 
 def not_stale(p: Proposal, state: RiskState, limits: RiskLimits) -> Refusal | None:
-    if p.signal.time is None or not limits.max_signal_age_seconds:
+    """Too old, or from the future (a clock far off, or a message kept to be replayed later): refused."""
+    if p.signal.time is None:
         return None
     age = (p.now - p.signal.time).total_seconds()
-    if age > limits.max_signal_age_seconds:
+    if age < -MAX_SECONDS_AHEAD:
+        return Refusal("not_stale", f"alert from the future: its time is {int(-age)}s ahead of the bot's clock "
+                                    f"(at most {MAX_SECONDS_AHEAD}s is allowed)")
+    if limits.max_signal_age_seconds and age > limits.max_signal_age_seconds:
         return Refusal("not_stale", f"stale alert: sent {int(age)}s ago, MAX_SIGNAL_AGE_SECONDS is "
                                     f"{limits.max_signal_age_seconds}")
     return None

@@ -367,6 +367,7 @@ class Settler:
             exchange_status=fill.status, fees=fill.fees_text, fee_in_quote=fill.fee_in_quote(rules),
             mode=self.settings.trading_mode)
         self.journal.record_trade(record)
+        order.record = record
         if kind is not None:
             self.protector.note_booked(fill)
         log.info("%s: %s at %s for %s %s, order %s", record.reason, plain(fill.quantity), plain(fill.price),
@@ -382,6 +383,7 @@ class Settler:
                              amount=order.amount, stop_loss=order.stop_loss, take_profit=order.take_profit,
                              mode=self.settings.trading_mode)
         self.journal.record_trade(record)
+        order.record = record
         self.notifier.notify(order_failed_message(record))
         self.count(status.lower())
         return record
