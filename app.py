@@ -25,7 +25,7 @@ from binance_client import Exchange, ExchangeError, make_exchange
 from config import ConfigError, Settings, journal_storage, load_settings
 from csv_logger import Journal, JournalInUse, JournalLock
 from orders import client_order_id_for
-from recovery import rebuild
+from recovery import rebuild, refresh_checkpoint
 from security import authenticate, configure_logging, install_security, require_admin, server_options
 from signals import WEBHOOK_OPENAPI, InvalidSignal, alert_labels, body_secret, parse_body, parse_signal
 from status import announce_start_up, status_body
@@ -34,6 +34,7 @@ from trader import Clock, Trader
 
 MAX_BODY_BYTES = 64 * 1024
 ANSWER_DEADLINE_SECONDS = 2.5
+CHECKPOINT_INTERVAL_SECONDS = 600
 SECRET_PLACEHOLDER = "YOUR_WEBHOOK_SECRET_KEY"
 log = logging.getLogger("bot")
 
@@ -97,6 +98,9 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
                     notifier, clock)
     settler = trader.settler
     storage = journal_storage(settings)
+
+    def checkpoint_now() -> None:
+        refresh_checkpoint(settings, trader.journal)
     background: set[asyncio.Future[Any]] = set()
 
     @asynccontextmanager
@@ -111,16 +115,19 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
         stop = threading.Event()
         workers = [threading.Thread(target=repeat, args=(task, interval, stop), name=task.__name__, daemon=True)
                    for task, interval in ((settler.reconcile, settings.reconcile_interval_seconds),
-                                          (settler.monitor, settings.monitor_interval_seconds))]
+                                          (settler.monitor, settings.monitor_interval_seconds),
+                                          (checkpoint_now, CHECKPOINT_INTERVAL_SECONDS))]
         for worker in workers:
             worker.start()
         threading.Thread(target=warm_up, args=(trader.exchange,), name="warm-up", daemon=True).start()
+        threading.Thread(target=trader.journal.prepare, name="journal", daemon=True).start()
         try:
             yield
         finally:
             stop.set()
             for worker in workers:
                 worker.join()
+            checkpoint_now()
             notifier.stop()
             journal_lock.release()
 

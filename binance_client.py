@@ -112,7 +112,7 @@ class Exchange(Protocol):
     def cancel_protection(self, rules: SymbolRules, protection: Protection) -> list[LegState]: ...
     def leg_states(self, rules: SymbolRules, protection: Protection) -> dict[str, LegState | None]: ...
     def open_orders(self) -> dict[str, LegState]: ...
-    def replay(self, rules: SymbolRules, fill: Fill) -> None: ...
+    def adopt_balances(self, balances: Balances) -> None: ...
 
 
 def make_client(settings: Settings) -> Client:
@@ -464,8 +464,8 @@ class BinanceExchange:
         """Every open order by client id, in one call (weight 80): how the monitor watches all protections."""
         return {order["clientOrderId"]: leg_state_of(order) for order in self.gateway.call("get_open_orders")}
 
-    def replay(self, rules: SymbolRules, fill: Fill) -> None:
-        """Binance keeps the balances: nothing to replay."""
+    def adopt_balances(self, balances: Balances) -> None:
+        """Binance keeps the balances: nothing to adopt."""
 
     def _account(self) -> Balances:
         with self._lock:
@@ -707,9 +707,9 @@ class PaperExchange:
             return {state.client_id: state for resting in self._resting.values()
                     for state in resting.states.values() if state.is_open}
 
-    def replay(self, rules: SymbolRules, fill: Fill) -> None:
-        """Re-apply a fill from the journal, so the paper balance survives a restart."""
-        self.balances.apply(rules, fill)
+    def adopt_balances(self, balances: Balances) -> None:
+        """The paper balances the journal gives (PAPER_BALANCE_USDT and every fill since), at start-up."""
+        self.balances = balances
 
     def _fill(self, rules: SymbolRules, client_order_id: str, side: str, quantity: Decimal, price: Decimal,
               resting: bool = False) -> Fill:

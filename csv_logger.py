@@ -45,6 +45,7 @@ TRADE_FIELDS = list(TRADE_COLUMNS.values())
 INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUSDT", "Quantity", "AlertID", "Mode",
                  "StopLoss", "TakeProfit"]
 JOURNAL_FILES = {"signals": "signals.csv", "trades": "trades.csv", "intents": "intents.csv"}
+CHECKPOINT_FILE = "checkpoint.json"  # the state the journal gives, up to a known row (recovery.py)
 PAUSE_MARKER = "PAUSED"  # in LOGS_DIR while entries are paused (POST /pause)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CELL_LENGTH = 300
@@ -104,14 +105,14 @@ class JournalInUse(Exception):
 
 
 @dataclass(frozen=True)
-class Position:
+class Bookmark:
     """A place in a journal: after the first `offset` bytes of file `name`, whose last bytes hash to `tail`."""
     name: str
     offset: int
     tail: str
 
 
-class StalePosition(Exception):
+class StaleBookmark(Exception):
     """A position that does not match the files any more (a file edited, replaced or missing)."""
 
 
@@ -163,23 +164,27 @@ class CsvFile:
     def unwritten(self) -> int:
         return len(self._backlog)
 
-    def end(self) -> Position:
+    def end(self) -> Bookmark:
         """Where the rows written so far end (taken under the lock, so never inside a row)."""
         with self._lock:
-            return self._position(self.path, self.path.stat().st_size if self.path.exists() else 0)
+            return self._bookmark(self.path, self.path.stat().st_size if self.path.exists() else 0)
 
-    def rows(self, after: Position | None = None) -> Iterator[dict[str, str]]:
-        """The rows, oldest first across the rolled files (only those after `after`, up to now), streamed.
-        A half-written last line (from a crash) and a row with missing cells are reported and skipped."""
+    def rows(self, after: Bookmark | None = None, until: Bookmark | None = None) -> Iterator[dict[str, str]]:
+        """The rows, oldest first across the rolled files (only those after `after` and up to `until`),
+        streamed. A half-written last line (from a crash) and a row with missing cells are reported and
+        skipped. StaleBookmark when `after` does not match the files."""
         paths = [*self.rolled_paths(), self.path]
         start, offset = 0, 0
         if after is not None and after.offset:
             start = next((index for index, path in enumerate(paths) if path.name == after.name), -1)
-            if start < 0 or self._position(paths[start], after.offset) != after:
-                raise StalePosition(f"{after.name} does not match the checkpoint")
+            if start < 0 or self._bookmark(paths[start], after.offset) != after:
+                raise StaleBookmark(f"{after.name} does not match the checkpoint")
             offset = after.offset
         for number, path in enumerate(paths[start:]):
-            yield from self._rows_of(path, offset if number == 0 else 0)
+            stop = until.offset if until is not None and path.name == until.name else None
+            yield from self._rows_of(path, offset if number == 0 else 0, stop)
+            if stop is not None:
+                return
 
     def rolled_paths(self) -> list[Path]:
         """Earlier files of this journal, oldest first."""
@@ -250,30 +255,37 @@ class CsvFile:
                 except OSError as error:
                     log.warning("%s: written but not synced to disk (%s)", self.path.name, error.strerror)
 
-    def _rows_of(self, path: Path, offset: int) -> Iterator[dict[str, str]]:
+    def _rows_of(self, path: Path, offset: int, stop: int | None) -> Iterator[dict[str, str]]:
+        """One file's rows from byte `offset` to byte `stop` (a cell never holds a line break: one line, one row)."""
         if not path.exists():
             return
-        last_line_complete = self._line_break_after_crash(path) == ""
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader([handle.readline()]), [])
+        with open(path, "rb") as handle:
+            header = next(csv.reader([handle.readline().decode("utf-8-sig")]), [])
             if offset:
                 handle.seek(offset)
-            reader = csv.reader(handle)
-            previous: list[str] | None = None
-            for cells in reader:
-                if previous is not None:
-                    yield from self._whole_row(header, previous)
-                previous = cells
-        if previous is not None and last_line_complete:
-            yield from self._whole_row(header, previous)
-        elif previous is not None:
-            log.warning("%s: ignoring an incomplete last line (the bot was stopped mid-write)", path.name)
+            for cells in csv.reader(self._lines(handle, path, stop)):
+                yield from self._whole_row(header, cells)
 
-    def _position(self, path: Path, offset: int) -> Position:
-        with open(path, "rb") as handle:
-            handle.seek(max(offset - TAIL_BYTES, 0))
-            tail = handle.read(min(offset, TAIL_BYTES))
-        return Position(path.name, offset, hashlib.sha256(tail).hexdigest())
+    @staticmethod
+    def _lines(handle: IO[bytes], path: Path, stop: int | None) -> Iterator[str]:
+        position = handle.tell()
+        for raw in handle:
+            position += len(raw)
+            if stop is not None and position > stop:
+                return
+            if not raw.endswith(b"\n"):
+                log.warning("%s: ignoring an incomplete last line (the bot was stopped mid-write)", path.name)
+                return
+            yield raw.decode("utf-8")
+
+    @staticmethod
+    def _bookmark(path: Path, offset: int) -> Bookmark:
+        tail = b""
+        if offset:
+            with open(path, "rb") as handle:
+                handle.seek(max(offset - TAIL_BYTES, 0))
+                tail = handle.read(min(offset, TAIL_BYTES))
+        return Bookmark(path.name, offset, hashlib.sha256(tail).hexdigest())
 
     def _roll(self, month: str) -> None:
         """Move the current file aside as `<name>-<month>.csv` (or `-<month>-<n>.csv`)."""
@@ -373,12 +385,12 @@ class Journal:
         row = {column: getattr(record, name) for name, column in TRADE_COLUMNS.items()}
         self.trades.append(row | {"Mode": self.mode})
 
-    def trade_records(self) -> Iterator[TradeRecord]:
-        """This mode's trades.csv rows, oldest first."""
-        return (record for record in read_trade_records(self.trades) if record.mode == self.mode)
+    def trade_records(self, after: Bookmark | None = None, until: Bookmark | None = None) -> Iterator[TradeRecord]:
+        """This mode's trades.csv rows, oldest first (see CsvFile.rows for the bookmarks)."""
+        return (record for record in read_trade_records(self.trades, after, until) if record.mode == self.mode)
 
-    def intent_records(self) -> Iterator[Intent]:
-        for row in self.intents.rows():
+    def intent_records(self, after: Bookmark | None = None, until: Bookmark | None = None) -> Iterator[Intent]:
+        for row in self.intents.rows(after, until):
             if row["Mode"] != self.mode:
                 continue
             try:
@@ -394,6 +406,10 @@ class Journal:
     def retry_backlogs(self) -> None:
         for file in (self.intents, self.trades, self.signals):
             file.retry_backlog()
+
+    def prepare(self) -> None:
+        for file in (self.intents, self.trades, self.signals):
+            file.prepare()
 
     @property
     def unwritten_rows(self) -> int:
@@ -424,9 +440,10 @@ class JournalLock:
             self._handle = None
 
 
-def read_trade_records(trades: CsvFile) -> Iterator[TradeRecord]:
+def read_trade_records(trades: CsvFile, after: Bookmark | None = None,
+                       until: Bookmark | None = None) -> Iterator[TradeRecord]:
     """Every trades.csv row of every mode, oldest first; unreadable rows are reported and skipped."""
-    for row in trades.rows():
+    for row in trades.rows(after, until):
         try:
             yield trade_record_of(row)
         except ValueError:

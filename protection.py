@@ -88,10 +88,14 @@ class Protector:
             return booked.quantity if booked else Decimal(0)
 
     def note_booked(self, fill: Fill) -> None:
-        """A leg's execution was journalled (now, or replayed at start-up)."""
+        """A leg's execution was journalled."""
         with self._lock:
-            earlier = self._booked.get(fill.client_order_id)
-            self._booked[fill.client_order_id] = earlier.plus(fill) if earlier else fill
+            add_booked(self._booked, fill)
+
+    def adopt(self, booked: dict[str, Fill]) -> None:
+        """What the journal says the legs have executed so far (at start-up)."""
+        with self._lock:
+            self._booked = dict(booked)
 
     def forget(self, protections: Iterable[Protection]) -> None:
         """Protections that ended: their legs need no more bookkeeping."""
@@ -110,6 +114,12 @@ class Protector:
             if new.quantity > 0:
                 fills.append(LegFill(kinds[state.client_id], replace(new, status=state.status, side="SELL")))
         return fills
+
+
+def add_booked(booked: dict[str, Fill], fill: Fill) -> None:
+    """Count a part of a leg's execution into what is booked for that leg."""
+    earlier = booked.get(fill.client_order_id)
+    booked[fill.client_order_id] = earlier.plus(fill) if earlier else fill
 
 
 def is_leg_id(client_id: str) -> bool:

@@ -3,19 +3,26 @@
 Filled trades give back the positions, today's counts, the cooldowns, the realized PnL and (paper) the
 balances; protection rows give back the stop-losses and take-profits to watch; intents without a recorded
 outcome are the orders that were in flight when the bot stopped, held until they are settled with Binance.
+
+Start-up takes the same time whatever the history: it reads the checkpoint (checkpoint.py) and replays only
+the rows written after it, then writes a new one. The checkpoint is also brought up to date in the
+background and when the bot stops. Without a usable checkpoint, the whole journal is replayed.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 
-from binance_client import Exchange
+import checkpoint
+from binance_client import Balances, Exchange
+from checkpoint import Journalled, Stamp
 from config import Settings
-from csv_logger import PAUSE_MARKER, Intent, Journal, closes_as_journalled, fill_of
+from csv_logger import CHECKPOINT_FILE, PAUSE_MARKER, Intent, Journal, StaleBookmark, closes_as_journalled, fill_of
 from orders import (FINAL_STATUSES, PROTECTION_SUFFIXES, Order, OrderStatus, Protection, SymbolRules, TradeRecord,
                     entry_id_of)
-from protection import Protector, is_leg_id
-from risk import RiskEngine
+from protection import Protector, add_booked, is_leg_id
+from risk import RiskEngine, RiskState
 
 log = logging.getLogger("bot")
 
@@ -28,35 +35,81 @@ class Rebuilt:
 
 def rebuild(settings: Settings, journal: Journal, risk: RiskEngine, exchange: Exchange,
             protector: Protector) -> Rebuilt:
+    """The journal's state, handed to the trader's parts; the orders in flight, held until settled."""
+    state = replay(settings, journal)
+    save(settings, state)
+    risk.adopt_state(state.risk)
     risk.set_paused((settings.logs_dir / PAUSE_MARKER).exists())
-    outcomes = replay_trades(settings, journal, risk, exchange, protector)
+    protector.adopt(state.booked)
+    if exchange.is_paper:
+        exchange.adopt_balances(Balances(state.balances))
     for symbol, protection, _ in risk.watch_list():
         exchange.restore_protection(SymbolRules.bare(symbol, settings.quote_asset), protection)
-    in_flight = []
-    for intent in journal.intent_records():
-        unsettled = outcomes.get(intent.client_order_id) not in FINAL_STATUSES
-        if unsettled:
-            in_flight.append(in_flight_order(intent, risk, settings.quote_asset))
-        else:
-            risk.remember_alert(intent.alert_id, intent.at)
-    return Rebuilt(sum(1 for status in outcomes.values() if status == OrderStatus.FILLED), in_flight)
+    in_flight = [in_flight_order(intent, risk, settings.quote_asset) for intent in state.unsettled.values()]
+    return Rebuilt(state.filled, in_flight)
 
 
-def replay_trades(settings: Settings, journal: Journal, risk: RiskEngine, exchange: Exchange,
-                  protector: Protector) -> dict[str, OrderStatus]:
-    """Re-apply every filled trade and protection row; returns each order's last recorded status."""
-    outcomes: dict[str, OrderStatus] = {}
-    for record in journal.trade_records():
-        outcomes[record.client_order_id] = record.status
+def refresh_checkpoint(settings: Settings, journal: Journal) -> None:
+    """Bring the checkpoint up to the journal's last rows (in the background, and when the bot stops)."""
+    save(settings, replay(settings, journal))
+
+
+def replay(settings: Settings, journal: Journal) -> Journalled:
+    """The checkpoint and the rows after it; or, without a usable checkpoint, every row."""
+    state = checkpoint.load(settings.logs_dir / CHECKPOINT_FILE, stamp(settings))
+    if state is not None:
+        try:
+            return catch_up(settings, journal, state)
+        except StaleBookmark as stale:
+            log.warning("checkpoint not used (%s): replaying the whole journal", stale)
+    fresh = Journalled(RiskState(day=date.min),
+                       balances={settings.quote_asset: settings.paper_balance_usdt} if settings.is_paper else {})
+    return catch_up(settings, journal, fresh)
+
+
+def catch_up(settings: Settings, journal: Journal, state: Journalled) -> Journalled:
+    """Feed the rows written after the state's bookmarks into it, up to the journal's end now."""
+    trades_end, intents_end = journal.trades.end(), journal.intents.end()
+    risk = RiskEngine(settings.risk_limits, state.risk.day)
+    risk.adopt_state(state.risk)
+    balances = Balances(state.balances)
+    settled: set[str] = set()
+    for record in journal.trade_records(after=state.trades_at, until=trades_end):
+        if record.status in FINAL_STATUSES:
+            settled.add(record.client_order_id)
         restore_protection(risk, record)
-        if record.status != OrderStatus.FILLED:
-            continue
-        rules, fill = fill_of(record, settings.quote_asset)
-        risk.restore_fill(rules, fill, record.at, closes_as_journalled(record))
-        exchange.replay(rules, fill)
-        if is_leg_id(record.client_order_id):
-            protector.note_booked(fill)
-    return outcomes
+        if record.status == OrderStatus.FILLED:
+            replay_fill(settings, state, risk, balances, record)
+    for intent in journal.intent_records(after=state.intents_at, until=intents_end):
+        risk.remember_alert(intent.alert_id, intent.at)
+        if intent.client_order_id not in settled:
+            state.unsettled[intent.client_order_id] = intent
+    for client_order_id in settled:
+        state.unsettled.pop(client_order_id, None)
+    state.risk, state.trades_at, state.intents_at = risk.durable_state(), trades_end, intents_end
+    state.balances = balances.free if settings.is_paper else {}
+    return state
+
+
+def replay_fill(settings: Settings, state: Journalled, risk: RiskEngine, balances: Balances,
+                record: TradeRecord) -> None:
+    rules, fill = fill_of(record, settings.quote_asset)
+    risk.restore_fill(rules, fill, record.at, closes_as_journalled(record))
+    balances.apply(rules, fill)
+    if is_leg_id(record.client_order_id):
+        add_booked(state.booked, fill)
+    state.filled += 1
+
+
+def save(settings: Settings, state: Journalled) -> None:
+    try:
+        checkpoint.save(settings.logs_dir / CHECKPOINT_FILE, stamp(settings), state)
+    except OSError as error:
+        log.warning("checkpoint not written (%s): the next start replays more of the journal", error.strerror)
+
+
+def stamp(settings: Settings) -> Stamp:
+    return Stamp(checkpoint.VERSION, settings.trading_mode, settings.quote_asset)
 
 
 def restore_protection(risk: RiskEngine, record: TradeRecord) -> None:

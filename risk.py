@@ -8,6 +8,7 @@ it on the way out unless it was confirmed with a fill or kept for an order whose
 """
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -461,6 +462,18 @@ class RiskEngine:
         with self._lock:
             return [(p.symbol, p.protection, p.quantity) for p in self._state.positions.values()
                     if p.protection is not None and p.symbol not in self._state.closing]
+
+    def durable_state(self) -> RiskState:
+        """A copy of what the journal determines (no reservation in flight, no pause): for a checkpoint."""
+        with self._lock:
+            state = copy.deepcopy(self._state)
+        state.pending_entries, state.closing, state.paused = 0, set(), False
+        return state
+
+    def adopt_state(self, state: RiskState) -> None:
+        """Start from a checkpoint's state (before anything is reserved)."""
+        with self._lock:
+            self._state = replace(state, paused=self._state.paused)
 
     def position_quantity(self, symbol: str) -> Decimal:
         with self._lock:
