@@ -1,13 +1,13 @@
 """Benchmark: how fast a signal goes out, how many the bot keeps up with, what it costs in memory and start-up.
 
-    python bench.py            # the full run: about 3 minutes
-    python bench.py --quick    # fewer signals and a smaller journal: about 40 seconds
+    python bench.py            # the full run, about 3 minutes: writes bench_results.md
+    python bench.py --quick    # fewer signals and a smaller journal, about 40 seconds: writes bench_results_quick.md
 
 The bot runs as users run it: `python app.py` (uvicorn, one worker) in its own process, in testnet
 mode, against the fake Binance of tests/fake_binance.py served from this process on 127.0.0.1,
 first answering at once and then after a realistic 150 ms round trip. The load comes from this
 process too, over keep-alive connections. The figures are printed as Markdown tables and written
-to bench_results.md; targets are measured against (PASS/MISS), never asserted.
+to the output file; targets are measured against (PASS/MISS), never asserted.
 """
 from __future__ import annotations
 
@@ -813,10 +813,13 @@ def render(report: Report) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer signals and a smaller journal")
-    parser.add_argument("--output", type=Path, default=HERE / "bench_results.md", help="where to write the tables")
+    parser.add_argument("--output", type=Path, help="where to write the tables (default: bench_results.md, "
+                                                    "or bench_results_quick.md with --quick)")
     options = parser.parse_args(argv)
+    plan = QUICK if options.quick else FULL
+    output = options.output or HERE / ("bench_results_quick.md" if options.quick else "bench_results.md")
     try:
-        run(QUICK if options.quick else FULL, options.output)
+        run(plan, output)
     except BenchError as problem:
         sys.exit(f"bench: {problem}")
 

@@ -49,3 +49,11 @@ def test_every_target_has_a_row_with_a_verdict(results: tuple[str, Path]) -> Non
     for target in TARGETS:
         [row] = [line for line in text.splitlines() if line.startswith(target)]
         assert row.endswith(("| PASS |", "| MISS |")), row
+
+
+def test_quick_mode_never_writes_the_committed_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[Path] = []
+    monkeypatch.setattr(bench, "run", lambda plan, output: written.append(output))
+    bench.main(["--quick"])
+    bench.main([])
+    assert [path.name for path in written] == ["bench_results_quick.md", "bench_results.md"]
