@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
-import itertools
 import json
 import math
 import os
@@ -37,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from config import Settings
 from csv_logger import BOM, INTENT_FIELDS, SIGNAL_FIELDS, TRADE_FIELDS
-from money import floor_to_step, plain
+from money import PRICE_PLACES, floor_to_step, plain
 from tests.fake_binance import FakeBinance, Params, Reply
 from tests.loopback import free_port
 
@@ -419,6 +418,20 @@ def calls_for_one(fake: FakeBinance, port: int, body: bytes) -> list[str]:
     return [path.removeprefix("/api/v3/") for _, path in fake.calls]
 
 
+def reported_positions(port: int) -> dict[str, Decimal]:
+    """The open positions the bot's /status reports, by symbol."""
+    connection = HTTPConnection(LOOPBACK, port, timeout=HTTP_TIMEOUT_SECONDS)
+    try:
+        connection.request("GET", "/status", headers={"Authorization": f"Bearer {SECRET}"})
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BenchError(f"/status answered HTTP {response.status}: {data[:300]!r}")
+    return {symbol: Decimal(position["quantity"]) for symbol, position in json.loads(data)["positions"].items()}
+
+
 # ----- the journal -------------------------------------------------------------------------------
 
 def write_csv(path: Path, fields: list[str], rows: Iterable[list[str]]) -> None:
@@ -462,41 +475,79 @@ def signal_rows(count: int) -> Iterator[list[str]]:
         yield [row.get(name, "") for name in SIGNAL_FIELDS]
 
 
+def market_of(variant: int) -> tuple[str, str, Decimal, Decimal]:
+    return MARKETS[variant % len(MARKETS)]
+
+
+def buy_price_of(variant: int) -> Decimal:
+    return market_of(variant)[2] * (1 + Decimal(variant % 41 - 20) / 1000)
+
+
 @functools.cache
-def trade_amounts(variant: int) -> tuple[dict[str, str], dict[str, str]]:
-    """A filled BUY of 10 USDT and the SELL of what it delivered, with Binance's fees and rounding."""
-    symbol, base, reference, step = MARKETS[variant % len(MARKETS)]
-    buy_price = reference * (1 + Decimal(variant % 41 - 20) / 1000)
-    quantity = floor_to_step(TRADE_AMOUNT / buy_price, step)
-    cost = quantity * buy_price
-    buy_fee = (quantity * FEE_RATE).quantize(EIGHT_PLACES, ROUND_HALF_UP)
-    sold = floor_to_step(quantity - buy_fee, step)
-    sell_price = buy_price * (1 + Decimal(variant % 7 - 3) / 100)
-    proceeds = sold * sell_price
-    sell_fee = (proceeds * FEE_RATE).quantize(EIGHT_PLACES, ROUND_HALF_UP)
-    common = {"TradingPair": symbol, "Status": "FILLED", "Mode": "testnet", "RealizedPnL": "", "EntryPrice": ""}
-    buy = common | {"Action": "BUY", "TradeAmount": plain(cost), "Price": plain(buy_price), "Quantity": plain(quantity),
-                    "NetQuantity": plain(quantity - buy_fee), "Fee": plain(buy_fee), "FeeAsset": base,
-                    "Reason": f"BUY {symbol} filled"}
-    sell = common | {"Action": "SELL", "TradeAmount": plain(proceeds), "Price": plain(sell_price),
-                     "Quantity": plain(sold), "NetQuantity": plain(sold), "Fee": plain(sell_fee), "FeeAsset": "USDT",
-                     "Reason": f"SELL {symbol} filled", "RealizedPnL": plain(proceeds - sell_fee - cost),
-                     "EntryPrice": plain((cost / (quantity - buy_fee)).quantize(EIGHT_PLACES))}
-    return buy, sell
+def buy_row(variant: int) -> dict[str, str]:
+    """A filled BUY of 10 USDT, its fee taken from what it buys, in every column trades.csv has."""
+    symbol, base, _, step = market_of(variant)
+    price = buy_price_of(variant)
+    quantity = floor_to_step(TRADE_AMOUNT / price, step)
+    fee = (quantity * FEE_RATE).quantize(EIGHT_PLACES, ROUND_HALF_UP)
+    return {"TradingPair": symbol, "Action": "BUY", "Status": "FILLED", "ExchangeStatus": "FILLED", "Mode": "testnet",
+            "TradeAmount": plain(quantity * price), "Price": plain(price), "Quantity": plain(quantity),
+            "NetQuantity": plain(quantity - fee), "Fee": plain(fee), "FeeAsset": base, "Fees": f"{plain(fee)} {base}",
+            "FeeInQuote": plain((fee * price).quantize(PRICE_PLACES)), "Reason": f"BUY {symbol} filled"}
 
 
-def trade_pair(index: int) -> tuple[dict[str, str], dict[str, str]]:
-    buy, sell = trade_amounts(index % AMOUNT_VARIANTS)
-    return (buy | {"OrderID": str(2 * index + 1), "ClientOrderID": f"tvbot-{2 * index:024x}"},
-            sell | {"OrderID": str(2 * index + 2), "ClientOrderID": f"tvbot-{2 * index + 1:024x}"})
+def sell_row(variant: int, held: Decimal, cost: Decimal) -> tuple[dict[str, str], tuple[Decimal, Decimal]]:
+    """The SELL of all a position holds (`held`, bought for `cost`) down to the lot step, as the bot sells, at
+    the variant's price move: the row, and the dust it leaves with the dust's share of the cost."""
+    symbol, _, _, step = market_of(variant)
+    price = buy_price_of(variant) * (1 + Decimal(variant % 7 - 3) / 100)
+    sold = floor_to_step(held, step)
+    dust = held - sold
+    dust_cost = (cost * dust / held).quantize(PRICE_PLACES)
+    proceeds = sold * price
+    fee = (proceeds * FEE_RATE).quantize(EIGHT_PLACES, ROUND_HALF_UP)
+    row = {"TradingPair": symbol, "Action": "SELL", "Status": "FILLED", "ExchangeStatus": "FILLED", "Mode": "testnet",
+           "TradeAmount": plain(proceeds), "Price": plain(price), "Quantity": plain(sold), "NetQuantity": plain(sold),
+           "Fee": plain(fee), "FeeAsset": "USDT", "Fees": f"{plain(fee)} USDT", "FeeInQuote": plain(fee),
+           "Reason": f"SELL {symbol} filled", "RealizedPnL": plain(proceeds - fee - (cost - dust_cost)),
+           "EntryPrice": plain((cost / held).quantize(PRICE_PLACES))}
+    return row, (dust, dust_cost)
+
+
+def with_ids(row: dict[str, str], number: int) -> dict[str, str]:
+    """The journal's `number`th order: its exchange id and client order id."""
+    return row | {"OrderID": str(number + 1), "ClientOrderID": f"tvbot-{number:024x}"}
+
+
+def closed_pairs(count: int) -> int:
+    return max(count - OPEN_POSITIONS, 0) // 2
+
+
+def open_buys(count: int) -> list[dict[str, str]]:
+    """The BUYs left open at the journal's end, after the closed pairs: one per market (and one more when
+    the count is even)."""
+    pairs = closed_pairs(count)
+    return [with_ids(buy_row((pairs + index) % AMOUNT_VARIANTS), 2 * (pairs + index))
+            for index in range(count - 2 * pairs)]
+
+
+def journal_trades(count: int) -> Iterator[dict[str, str]]:
+    """Closed BUY/SELL pairs, each SELL selling the whole position (its dust goes to the next BUY's), then the
+    open BUYs."""
+    dust: dict[str, tuple[Decimal, Decimal]] = {}
+    for index in range(closed_pairs(count)):
+        buy = buy_row(index % AMOUNT_VARIANTS)
+        dust_quantity, dust_cost = dust.get(buy["TradingPair"], (Decimal(0), Decimal(0)))
+        sell, dust[buy["TradingPair"]] = sell_row(index % AMOUNT_VARIANTS,
+                                                  dust_quantity + Decimal(buy["NetQuantity"]),
+                                                  dust_cost + Decimal(buy["TradeAmount"]))
+        yield with_ids(buy, 2 * index)
+        yield with_ids(sell, 2 * index + 1)
+    yield from open_buys(count)
 
 
 def trade_rows(count: int) -> Iterator[list[str]]:
-    """Closed BUY/SELL pairs, then a few BUYs still open (one per market)."""
-    pairs = max(count - OPEN_POSITIONS, 0) // 2
-    rows = (row for index in range(pairs) for row in trade_pair(index))
-    open_buys = (trade_pair(pairs + index)[0] for index in range(count - 2 * pairs))
-    for row, at in zip(itertools.chain(rows, open_buys), past_times(count)):
+    for row, at in zip(journal_trades(count), past_times(count)):
         yield [({"DateTime": at} | row).get(name, "") for name in TRADE_FIELDS]
 
 
@@ -506,7 +557,7 @@ def intent_rows(count: int) -> Iterator[list[str]]:
         row = dict(zip(TRADE_FIELDS, trade))
         intent = row | {"AmountUSDT": row["TradeAmount"] if row["Action"] == "BUY" else "",
                         "Quantity": row["Quantity"] if row["Action"] == "SELL" else "", "AlertID": ""}
-        yield [intent[name] for name in INTENT_FIELDS]
+        yield [intent.get(name, "") for name in INTENT_FIELDS]
 
 
 def write_journal(logs_dir: Path, signals: int, trades: int) -> float:
@@ -515,6 +566,18 @@ def write_journal(logs_dir: Path, signals: int, trades: int) -> float:
     write_csv(logs_dir / "trades.csv", TRADE_FIELDS, trade_rows(trades))
     write_csv(logs_dir / "intents.csv", INTENT_FIELDS, intent_rows(trades))
     return sum(path.stat().st_size for path in logs_dir.iterdir()) / 1e6
+
+
+def check_replay(reported: dict[str, Decimal], trades: int) -> None:
+    """The written journal must replay: every market with an open BUY is reported holding what those BUYs
+    delivered, plus less than one lot step (the dust the sale before left), and no other market."""
+    bought: dict[str, Decimal] = {}
+    for buy in open_buys(trades):
+        bought[buy["TradingPair"]] = bought.get(buy["TradingPair"], Decimal(0)) + Decimal(buy["NetQuantity"])
+    steps = {symbol: step for symbol, _, _, step in MARKETS}
+    if reported.keys() != bought.keys() or any(not bought[s] <= reported[s] < bought[s] + steps[s] for s in bought):
+        raise BenchError(f"the journal did not replay: the bot reports the positions {reported}, "
+                         f"the journal's open BUYs delivered {bought}")
 
 
 # ----- the measurements --------------------------------------------------------------------------
@@ -550,6 +613,7 @@ class Report:
     startup_empty: list[float] = field(default_factory=list)
     startup_large: list[float] = field(default_factory=list)
     journal_mb: float = 0.0
+    replayed: dict[str, Decimal] = field(default_factory=dict)
     loads: list[LoadResult] = field(default_factory=list)
     # decision -> (latencies with an empty journal, with the large one), measured alternately
     journal_latencies: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
@@ -597,7 +661,8 @@ def measure_trading(fake: TimedFakeBinance, workdir: Path, plan: Plan, report: R
 
 
 def measure_large_journal(fake: TimedFakeBinance, workdir: Path, plan: Plan, report: Report) -> None:
-    """Start-up with the large journal; then a bot with it and a bot without, sent signals in turn."""
+    """Start-up with the large journal, which must replay; then a bot with it and a bot without, sent signals
+    in turn."""
     logs_dir = workdir / "journal"
     log(f"writing a journal of {plan.journal_signals:,} signals and {plan.journal_trades:,} trades")
     report.journal_mb = write_journal(logs_dir, plan.journal_signals, plan.journal_trades)
@@ -606,6 +671,8 @@ def measure_large_journal(fake: TimedFakeBinance, workdir: Path, plan: Plan, rep
     with running_bot(fake, logs_dir, workdir) as large, running_bot(fake, workdir / "fresh", workdir) as empty:
         report.startup_large.append(large.startup_seconds)
         report.rss_large_kb, report.peak_large_kb = large.rss_kb(), large.peak_rss_kb()
+        report.replayed = reported_positions(large.port)
+        check_replay(report.replayed, plan.journal_trades)
         for decision, body in (("REJECTED", REJECTED_BUY), ("ACCEPTED", ACCEPTED_BUY)):
             log(f"{plan.one_by_one} {decision.lower()} signals to each bot in turn, with and without the journal")
             pair = send_alternately([empty.port, large.port], body, plan.one_by_one, plan.run_seconds)
@@ -720,17 +787,22 @@ def p50_and_p99(latencies: Sequence[float]) -> str:
     return f"{ms(percentile(latencies, .5))} / {ms(percentile(latencies, .99))}"
 
 
+def describe_positions(positions: dict[str, Decimal]) -> str:
+    return ", ".join(f"{symbol} {plain(quantity)}" for symbol, quantity in sorted(positions.items())) or "none"
+
+
 def journal_table(report: Report) -> list[str]:
     plan = report.plan
     empty = [p50_and_p99(report.journal_latencies[decision][0]) for decision in ("REJECTED", "ACCEPTED")]
     large = [p50_and_p99(report.journal_latencies[decision][1]) for decision in ("REJECTED", "ACCEPTED")]
-    return table(["journal", "start-up s (median)", "start-up runs", "RSS after start-up",
+    return table(["journal", "start-up s (median)", "start-up runs", "RSS after start-up", "positions replayed",
                   "REJECTED c=1 p50 / p99 ms", "ACCEPTED c=1 p50 / p99 ms"], [
         ["empty", f"{median(report.startup_empty):.2f}", str(len(report.startup_empty)), mb(report.rss_idle_kb),
-         *empty],
+         "none", *empty],
         [f"{plan.journal_signals:,} signal rows + {plan.journal_trades:,} trade rows ({report.journal_mb:.0f} MB)",
          f"{median(report.startup_large):.2f}", str(len(report.startup_large)),
-         f"{mb(report.rss_large_kb)} (peak {mb(report.peak_large_kb)})", *large]])
+         f"{mb(report.rss_large_kb)} (peak {mb(report.peak_large_kb)})", describe_positions(report.replayed),
+         *large]])
 
 
 def memory_table(report: Report) -> list[str]:
@@ -803,7 +875,8 @@ def render(report: Report) -> str:
                 ("Exchange REST calls per signal (counted by the fake)", calls_table(report)),
                 ("Memory", memory_table(report)),
                 ("Start-up (process start until /health answers) and journal size", journal_table(report)
-                 + ["", "Signal latencies here: two bots, one without a journal and one with it, sent signals "
+                 + ["", "Positions replayed: what /status reports after the start on the generated journal (checked "
+                        "against its open BUYs). Signal latencies here: two bots, one without a journal and one with it, sent signals "
                         "in turn (exchange at 0 ms), so that both meet the same background load."])]
     for title, rows in sections:
         lines += [f"## {title}", "", *rows, ""]
