@@ -1,6 +1,6 @@
 """Benchmark: what an alert costs the bot, next to the least any webhook-to-Binance bot can cost.
 
-    python bench.py            # the full run, about 6 minutes: writes bench_results.md
+    python bench.py            # the full run, about 5 minutes: writes bench_results.md
     python bench.py --quick    # fewer alerts and a smaller journal, about 1 minute: writes bench_results_quick.md
 
 The bot runs as users run it: `python app.py` (uvicorn, one worker) in its own process, in testnet
