@@ -116,12 +116,15 @@ class Exchange(Protocol):
 
 
 def make_client(settings: Settings) -> Client:
-    """A python-binance client with no network call yet, pointed at BINANCE_API_URL if set."""
+    """A python-binance client with no network call yet, pointed at BINANCE_API_URL if set. A proxy set in
+    the environment (HTTPS_PROXY, ...) is read at start-up."""
     key = settings.binance_api_key.get_secret_value() if settings.binance_api_key else None
     secret = settings.binance_api_secret.get_secret_value() if settings.binance_api_secret else None
     client = Client(key, secret, ping=False, testnet=settings.trading_mode == "testnet",
-                    requests_params={"timeout": settings.binance_timeout_seconds})
+                    requests_params={"timeout": settings.binance_timeout_seconds,
+                                     "proxies": requests.utils.get_environ_proxies("https://api.binance.com")})
     client.REQUEST_RECVWINDOW = RECV_WINDOW_MS
+    client.session.trust_env = False  # requests re-read every *_PROXY variable per call; read once above
     if settings.binance_api_url:
         client.API_URL = client.API_TESTNET_URL = settings.binance_api_url.rstrip("/")
     pool = requests.adapters.HTTPAdapter(pool_maxsize=CONNECTION_POOL_SIZE)

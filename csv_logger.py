@@ -47,7 +47,6 @@ INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUS
 JOURNAL_FILES = {"signals": "signals.csv", "trades": "trades.csv", "intents": "intents.csv"}
 CHECKPOINT_FILE = "checkpoint.json"  # the state the journal gives, up to a known row (recovery.py)
 PAUSE_MARKER = "PAUSED"  # in LOGS_DIR while entries are paused (POST /pause)
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CELL_LENGTH = 300
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_AFTER_SEMICOLON = re.compile(r"(;\s*)(?=[=+\-@])")
@@ -69,7 +68,7 @@ def format_cell(value: Cell) -> str:
     if isinstance(value, Decimal):
         return plain(value) if value.is_finite() else ""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime(TIME_FORMAT)
+        return value.astimezone(timezone.utc).isoformat(" ", "seconds")[:19]
     if isinstance(value, int):
         return str(value)
     return safe_text(value)
@@ -81,6 +80,8 @@ def safe_text(text: str) -> str:
     A leading `'` makes the cell plain text. Excel in locales whose list separator is `;` splits a
     comma-separated file's cells at `;`, so a formula character right after one is quoted too.
     """
+    if text.isprintable() and ";" not in text and not text.lstrip().startswith(FORMULA_STARTS):
+        return text[:MAX_CELL_LENGTH]
     cleaned = "".join(c for c in text if c.isprintable())[:MAX_CELL_LENGTH]
     cleaned = FORMULA_AFTER_SEMICOLON.sub(r"\1'", cleaned)
     if text.startswith(FORMULA_STARTS) or cleaned.lstrip().startswith(FORMULA_STARTS):

@@ -373,8 +373,9 @@ class Settler:
         log.info("%s: %s at %s for %s %s, order %s", record.reason, plain(fill.quantity), plain(fill.price),
                  plain(fill.quote_amount), self.settings.quote_asset, fill.client_order_id)
         quote = self.settings.quote_asset
-        self.notifier.notify(exit_message(record, quote, EXIT_TRIGGERS[kind]) if kind
-                             else order_filled_message(record, quote))
+        if self.notifier.enabled:
+            self.notifier.notify(exit_message(record, quote, EXIT_TRIGGERS[kind]) if kind
+                                 else order_filled_message(record, quote))
         self.count("filled")
         return record
 
@@ -384,7 +385,8 @@ class Settler:
                              mode=self.settings.trading_mode)
         self.journal.record_trade(record)
         order.record = record
-        self.notifier.notify(order_failed_message(record))
+        if self.notifier.enabled:
+            self.notifier.notify(order_failed_message(record))
         self.count(status.lower())
         return record
 

@@ -8,6 +8,7 @@ import pytest
 
 import binance_client
 from tests.conftest import read_csv
+from tests.fake_telegram import FakeTelegram
 
 
 def answer_of(response) -> dict:
@@ -20,17 +21,17 @@ def iso(moment: datetime) -> str:
 
 
 def test_a_failure_after_the_order_filled_is_still_a_200_with_one_decision(start_bot, fake, monkeypatch) -> None:
-    bot = start_bot("testnet", fake, cooldown_seconds=0)
-    bot.status()
-
     def broken(*_: object) -> str:
         raise RuntimeError("a bug after the fill")
     monkeypatch.setattr("trader.order_filled_message", broken)
-    answer = answer_of(bot.send())
-    assert answer["decision"] == "ACCEPTED" and answer["trade"]["status"] == "FILLED"
-    assert "then an internal error" in answer["reason"]
-    assert [s["Decision"] for s in bot.signals()] == ["ACCEPTED"]
-    assert len(fake.orders) == 1 and bot.status()["open_trades"] == 1
+    with FakeTelegram() as telegram:
+        bot = start_bot("testnet", fake, cooldown_seconds=0, **telegram.settings())
+        answer = answer_of(bot.send())
+        assert answer["decision"] == "ACCEPTED" and answer["trade"]["status"] == "FILLED"
+        assert "then an internal error" in answer["reason"]
+        assert [s["Decision"] for s in bot.signals()] == ["ACCEPTED"]
+        assert len(fake.orders) == 1 and bot.status()["open_trades"] == 1
+        bot.stop()
 
 
 def test_a_failure_before_any_order_is_a_200_rejection_with_one_decision(start_bot, monkeypatch) -> None:
