@@ -57,7 +57,9 @@ def test_every_target_has_a_row_with_a_verdict(results: tuple[str, Path]) -> Non
 def test_the_generated_journal_replays_into_the_positions_of_its_open_buys(results: tuple[str, Path]) -> None:
     """bench.run raises if /status disagrees with the journal's open BUYs; the row shows what it reported."""
     text, _ = results
-    [row] = [line for line in text.splitlines() if line.startswith("| 200 signal rows + 20 trade rows")]
+    [first] = [line for line in text.splitlines() if line.startswith("| 200 signal rows + 20 trade rows")]
+    assert "first start: no checkpoint" in first
+    [row] = [line for line in text.splitlines() if line.startswith("| the same journal, a restart")]
     assert all(symbol in row for symbol in ("BTCUSDT", "ETHUSDT", "BNBUSDT")), row
 
 
