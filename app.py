@@ -14,6 +14,7 @@ import sys
 import threading
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, AsyncIterator, Callable
 
 import uvicorn
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse
 from binance_client import Exchange, ExchangeError, make_exchange
 from config import ConfigError, Settings, journal_storage, load_settings
 from csv_logger import Journal, JournalInUse, JournalLock
+from money import plain
 from orders import client_order_id_for
 from recovery import rebuild, refresh_checkpoint
 from security import authenticate, configure_logging, install_security, require_admin, server_options
@@ -36,6 +38,8 @@ MAX_BODY_BYTES = 64 * 1024
 ANSWER_DEADLINE_SECONDS = 2.5
 CHECKPOINT_INTERVAL_SECONDS = 600
 SECRET_PLACEHOLDER = "YOUR_WEBHOOK_SECRET_KEY"
+EXAMPLE_BASE_ASSET = "ETH"
+PAPER_EXAMPLE_PRICE = Decimal("3000")
 log = logging.getLogger("bot")
 
 
@@ -72,12 +76,18 @@ def warm_up(exchange: Exchange) -> None:
             log.warning("Binance not reachable at start-up (%s); each signal will try again", problem)
 
 
-def example_alert(settings: Settings, now: datetime) -> dict[str, Any]:
-    """A ready-to-send alert for curl, fresh ids each time; the secret is a placeholder, never the real one."""
+def example_alert(settings: Settings, now: datetime, last_price: Decimal | None) -> dict[str, Any]:
+    """A ready-to-send alert for curl, fresh ids each time; the secret is a placeholder, never the real one.
+
+    It buys ETH, which the README's own BUY and SELL of BTC leave out of cooldown; in paper mode it carries
+    a price (the last one known, else an illustrative one), so that it fills even with no network."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"secret": SECRET_PLACEHOLDER, "symbol": f"BTC{settings.quote_asset}", "action": "buy",
-            "strategy": "example", "timeframe": "15", "confidence": 100,
-            "alert_id": f"example-{stamp}", "time": stamp}
+    symbol = f"{EXAMPLE_BASE_ASSET}{settings.quote_asset}"
+    alert = {"secret": SECRET_PLACEHOLDER, "symbol": symbol, "action": "buy", "strategy": "example",
+             "timeframe": "15", "confidence": 100, "alert_id": f"example-{stamp}", "time": stamp}
+    if settings.is_paper:
+        alert["price"] = plain(last_price or PAPER_EXAMPLE_PRICE)
+    return alert
 
 
 def repeat(task: Callable[[], None], interval: float, stop: threading.Event) -> None:
@@ -147,7 +157,8 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
 
     @app.get("/example")
     def example() -> dict[str, Any]:
-        return example_alert(settings, clock())
+        return example_alert(settings, clock(),
+                             trader.exchange.last_price(f"{EXAMPLE_BASE_ASSET}{settings.quote_asset}"))
 
     def switch_pause(paused: bool) -> Any:
         trader.set_paused(paused)

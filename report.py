@@ -39,8 +39,23 @@ def main(arguments: list[str]) -> int:
     parser.add_argument("logs_dir", nargs="?", default="logs", help="the LOGS_DIR of the bot (default ./logs)")
     parser.add_argument("--quote", default="USDT", help="the QUOTE_ASSET of the bot (default USDT)")
     options = parser.parse_args(arguments)
-    print(report(Path(options.logs_dir), options.quote.upper(), datetime.now(timezone.utc).date()))
+    logs_dir = Path(options.logs_dir)
+    problem = journal_problem(logs_dir)
+    if problem:
+        print(f"report.py: {problem}", file=sys.stderr)
+        return 2
+    print(report(logs_dir, options.quote.upper(), datetime.now(timezone.utc).date()))
     return 0
+
+
+def journal_problem(logs_dir: Path) -> str | None:
+    """Why there is no journal to read there, in words (None: there is one)."""
+    if not logs_dir.is_dir():
+        return f"no folder {logs_dir}: give the bot's LOGS_DIR (default ./logs)"
+    trades = trades_file(logs_dir)
+    if not trades.path.exists() and not trades.rolled_paths():
+        return f"no {trades.path.name} in {logs_dir.resolve()}: is it the bot's LOGS_DIR? (the bot writes it at its first order)"
+    return None
 
 
 if __name__ == "__main__":
