@@ -54,7 +54,8 @@ def journal_problem(logs_dir: Path) -> str | None:
         return f"no folder {logs_dir}: give the bot's LOGS_DIR (default ./logs)"
     trades = trades_file(logs_dir)
     if not trades.path.exists() and not trades.rolled_paths():
-        return f"no {trades.path.name} in {logs_dir.resolve()}: is it the bot's LOGS_DIR? (the bot writes it at its first order)"
+        return (f"no {trades.path.name} in {logs_dir.resolve()}: is it the bot's LOGS_DIR? "
+                f"(the bot writes it at its first order)")
     return None
 
 

@@ -104,9 +104,9 @@ WEBHOOK_BODY_SCHEMA: dict[str, Any] = {
                    "pattern": "^([A-Za-z0-9]+:)?[A-Za-z0-9]+([/_-][A-Za-z0-9]+)?(\\.[Pp])?$",
                    "description": "BTCUSDT, BINANCE:BTCUSDT, BTC/USDT, BTC-USDT, USDT_BTC, BTCUSDT.P, BTC, ..."},
         "action": {"type": "string", "enum": ["buy", "sell"],
-                   "description": "any case; also long, entry, enter_long, long_entry, open_long, long_open (BUY) and "
-                                  "close, exit, flat, exit_long, close_long, long_close, long_exit, exit_all, close_all "
-                                  "(SELL), with - or _ or nothing between the words. Shorts are refused"},
+                   "description": "any case; also long, entry, enter_long, long_entry, open_long, long_open (BUY) "
+                                  "and close, exit, flat, exit_long, close_long, long_close, long_exit, exit_all, "
+                                  "close_all (SELL), with - or _ or nothing between the words. Shorts are refused"},
         "confidence": {"type": "number", "minimum": 0, "maximum": 100, "description": "optional"},
         "strategy": _label,
         "timeframe": _label,

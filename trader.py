@@ -1,11 +1,12 @@
 """One alert's order lifecycle: decide, send once, record the outcome; settle unknown outcomes later.
 
-Every outcome, whoever meets it (an alert, the reconcile thread settling an unclear answer, the monitor
-finding what a stop-loss or take-profit executed), goes through `Trader._finish`: it ends the risk
-reservation (confirmed with the fill, released, or kept while the outcome is unknown), writes the
-journal, notifies, and puts protection on what needs it. A reservation cannot be forgotten: until an
-order's intent is on disk it is held by `risk.holding`, which releases it on any way out; from then on
-the order record owns it, and the order stays in `open_orders` until `_finish` ends it.
+`Trader` takes one alert from decision to order; `Settler` is where every outcome ends, whoever meets it
+(an alert, the reconcile thread settling an unclear answer, the monitor finding what a stop-loss or
+take-profit executed): `Settler.finish` ends the risk reservation (confirmed with the fill, released, or
+kept while the outcome is unknown), writes the journal, notifies, and puts protection on what needs it.
+A reservation cannot be forgotten: until an order's intent is on disk it is held by `risk.holding`, which
+releases it on any way out; from then on the order record owns it, and the order stays in `open_orders`
+until `finish` ends it.
 """
 from __future__ import annotations
 
@@ -537,4 +538,5 @@ def describe_fill(order: Order, fill: Fill, rules: SymbolRules) -> str:
     what = f"{order.side} {rules.symbol}"
     if fill.status in ("FILLED", ""):
         return f"{what} filled"
-    return f"{what} partly filled: Binance ended the order {fill.status} after {plain(fill.quantity)} {rules.base_asset}"
+    return (f"{what} partly filled: Binance ended the order {fill.status} after {plain(fill.quantity)} "
+            f"{rules.base_asset}")
