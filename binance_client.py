@@ -315,6 +315,21 @@ def leg_state_of(reply: dict[str, Any], client_id_key: str = "clientOrderId") ->
                     None if reply.get("orderListId", -1) == -1 else str(reply["orderListId"]))
 
 
+def valued(market: MarketData, rules: SymbolRules, fill: Fill) -> Fill:
+    """Commission paid in another asset (BNB) valued in the quote asset at its last price
+    (faqs/commission_faq.md: with the BNB discount on, the fee is taken in BNB while it lasts)."""
+    value = Decimal(0)
+    for asset in fill.other_fee_assets(rules):
+        symbol = asset + rules.quote_asset
+        try:
+            price = market.cached_price(symbol) or market.price(symbol)
+        except ExchangeError as error:
+            log.warning("fee of %s %s not valued: no %s price (%s)", plain(fill.fees[asset]), asset, symbol, error)
+            continue
+        value += (fill.fees[asset] * price).quantize(PRICE_PLACES)
+    return replace(fill, other_fees_value=value) if value else fill
+
+
 class BinanceExchange:
     """Testnet or live Binance through python-binance."""
 
@@ -403,7 +418,7 @@ class BinanceExchange:
             self.forget_balances()
             self.market.forget_price(plan.rules.symbol)
             raise
-        fill = self._valued(plan.rules, executed_or_rejected(Fill.from_order(reply)))
+        fill = valued(self.market, plan.rules, executed_or_rejected(Fill.from_order(reply)))
         balances.apply(plan.rules, fill)
         self.note_price(plan.rules.symbol, fill.price)
         return fill
@@ -546,7 +561,7 @@ class BinanceExchange:
         except ExchangeError as error:
             raise OutcomeUnknown(f"cannot look up order {client_order_id}: {error}") from None
         state = leg_state_of(reply)
-        return replace(state, fill=self._valued(rules, state.fill))
+        return replace(state, fill=valued(self.market, rules, state.fill))
 
     def _find_after_unclear_answer(self, rules: SymbolRules, client_order_id: str,
                                    unclear: OutcomeUnknown) -> Fill:
@@ -561,20 +576,6 @@ class BinanceExchange:
                 return fill
         raise OutcomeUnknown(f"{unclear}; Binance does not show order {client_order_id} yet: "
                              f"it will be looked up again")
-
-    def _valued(self, rules: SymbolRules, fill: Fill) -> Fill:
-        """Commission paid in another asset (BNB) valued in the quote asset at its last price
-        (faqs/commission_faq.md: with the BNB discount on, the fee is taken in BNB while it lasts)."""
-        value = Decimal(0)
-        for asset in fill.other_fee_assets(rules):
-            symbol = asset + rules.quote_asset
-            try:
-                price = self.last_price(symbol) or self.price(symbol)
-            except ExchangeError as error:
-                log.warning("fee of %s %s not valued: no %s price (%s)", plain(fill.fees[asset]), asset, symbol, error)
-                continue
-            value += (fill.fees[asset] * price).quantize(PRICE_PLACES)
-        return replace(fill, other_fees_value=value) if value else fill
 
 
 class PaperExchange:

@@ -42,6 +42,9 @@ TRADE_COLUMNS = {"at": "DateTime", "symbol": "TradingPair", "action": "Action", 
                  "take_profit": "TakeProfit", "exchange_status": "ExchangeStatus", "fees": "Fees",
                  "fee_in_quote": "FeeInQuote", "position_left": "PositionLeft"}
 TRADE_FIELDS = list(TRADE_COLUMNS.values())
+DECIMAL_FIELDS = ("amount", "price", "quantity", "net_quantity", "fee", "realized_pnl", "entry_price", "stop_loss",
+                  "take_profit", "fee_in_quote", "position_left")
+DECIMAL_COLUMNS = [(name, TRADE_COLUMNS[name]) for name in DECIMAL_FIELDS]
 INTENT_FIELDS = ["DateTime", "TradingPair", "Action", "ClientOrderID", "AmountUSDT", "Quantity", "AlertID", "Mode",
                  "StopLoss", "TakeProfit"]
 JOURNAL_FILES = {"signals": "signals.csv", "trades": "trades.csv", "intents": "intents.csv"}
@@ -51,8 +54,6 @@ MAX_CELL_LENGTH = 300
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_AFTER_SEMICOLON = re.compile(r"(;\s*)(?=[=+\-@])")
 FORMULA_ESCAPED_AFTER_SEMICOLON = re.compile(r"(;\s*)'(?=[=+\-@])")
-DECIMAL_FIELDS = ("amount", "price", "quantity", "net_quantity", "fee", "realized_pnl", "entry_price", "stop_loss",
-                  "take_profit", "fee_in_quote", "position_left")
 BOM = "\ufeff"
 MAX_ROWS_PER_FILE = 1_048_575  # Excel's sheet holds 1,048,576 rows, the header included
 ROLLED_NAME = re.compile(r"-(\d{4}-\d{2})(?:-(\d+))?")
@@ -457,6 +458,8 @@ def trades_file(logs_dir: Path) -> CsvFile:
 
 def original_text(cell: str) -> str:
     """A text cell as it was before `safe_text` made it inert: the bot compares values, not their display."""
+    if "'" not in cell:
+        return cell
     text = FORMULA_ESCAPED_AFTER_SEMICOLON.sub(r"\1", cell)
     if text.startswith("'") and text[1:].lstrip().startswith(FORMULA_STARTS):
         text = text[1:]
@@ -469,8 +472,7 @@ def optional_decimal(text: str) -> Decimal | None:
 
 def trade_record_of(row: Mapping[str, str]) -> TradeRecord:
     """A trades.csv row read back (ValueError if it cannot be); rows of older versions lack the last columns."""
-    decimals = {name: optional_decimal(row.get(column, "")) for name, column in TRADE_COLUMNS.items()
-                if name in DECIMAL_FIELDS}
+    decimals = {name: optional_decimal(row.get(column, "")) for name, column in DECIMAL_COLUMNS}
     if row["Action"] not in ("BUY", "SELL"):
         raise ValueError(f"unknown action {row['Action']!r}")
     return TradeRecord(at=parse_time(row["DateTime"]), symbol=row["TradingPair"], action=row["Action"],
@@ -497,9 +499,8 @@ def fill_of(record: TradeRecord, quote_asset: str) -> tuple[SymbolRules, Fill]:
     fill = Fill(order_id=record.order_id or "", client_order_id=record.client_order_id,
                 status=record.exchange_status or "FILLED", side=record.action,
                 quantity=record.quantity or Decimal(0), quote_amount=record.amount or Decimal(0), fees=fees)
-    if record.fee_in_quote is not None:
-        fill = replace(fill, other_fees_value=record.fee_in_quote - fill.fee_in_quote(rules))
-    return rules, fill
+    other = record.fee_in_quote - fill.fee_in_quote(rules) if record.fee_in_quote is not None else 0
+    return rules, replace(fill, other_fees_value=other) if other else fill
 
 
 def parse_fees(text: str) -> dict[str, Decimal]:

@@ -95,7 +95,8 @@ def replay_fill(settings: Settings, state: Journalled, risk: RiskEngine, balance
                 record: TradeRecord) -> None:
     rules, fill = fill_of(record, settings.quote_asset)
     risk.restore_fill(rules, fill, record.at, closes_as_journalled(record))
-    balances.apply(rules, fill)
+    if settings.is_paper:
+        balances.apply(rules, fill)
     if is_leg_id(record.client_order_id):
         add_booked(state.booked, fill)
     state.filled += 1
