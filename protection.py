@@ -46,7 +46,6 @@ class Lift:
     """The protection after a cancel: what its legs executed before it, and whether one had completed."""
     fills: list[LegFill]
     complete: bool
-    unexecuted: Decimal
 
 
 class Protector:
@@ -73,9 +72,7 @@ class Protector:
             states = self.exchange.cancel_protection(rules, protection)
         except ProtectionGone:
             states = [state for state in self.exchange.leg_states(rules, protection).values() if state is not None]
-        fills = self._since_booked(protection, states)
-        executed = sum((state.fill.quantity for state in states), Decimal(0))
-        return Lift(fills, any(state.status == "FILLED" for state in states), protection.quantity - executed)
+        return Lift(self._since_booked(protection, states), any(state.status == "FILLED" for state in states))
 
     def unexecuted(self, protection: Protection) -> Decimal:
         """What the protection still holds on the exchange, as far as the bot has booked."""

@@ -243,10 +243,12 @@ class Trader:
         if lift.complete:
             slot.keep()
             record = self.settler.book_legs(rules, lift.fills, slot.ticket)
+            self.protector.forget([protection])
             return Decision(signal, True, f"already closed on the exchange by its {record.reason.replace('_', '-')}",
                             record)
         if lift.fills:
             self.settler.book_legs(rules, lift.fills, None)
+        self.protector.forget([protection])
         self.risk.set_protection(rules.symbol, None)
         self.settler.journal_protection(rules, OrderStatus.CANCELED, "protective orders canceled before selling",
                                         protection)
@@ -488,6 +490,7 @@ class Settler:
                     slot.keep()
                 self.book_legs(rules, check.fills, ticket if check.complete else None)
                 if check.complete:
+                    self.protector.forget([protection])
                     log.info("%s closed by its %s", rules.symbol, check.fills[-1].kind)
         if check.still_open or check.complete:
             return
