@@ -87,6 +87,8 @@ def catch_up(settings: Settings, journal: Journal, state: Journalled) -> Journal
     for client_order_id in settled:
         state.unsettled.pop(client_order_id, None)
     state.risk, state.trades_at, state.intents_at = risk.durable_state(), trades_end, intents_end
+    open_legs = {client_id for _, protection, _ in risk.watch_list() for client_id in protection.legs.values()}
+    state.booked = {client_id: fill for client_id, fill in state.booked.items() if client_id in open_legs}
     state.balances = balances.free if settings.is_paper else {}
     return state
 

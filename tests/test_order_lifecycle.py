@@ -116,6 +116,20 @@ def test_a_take_profit_filled_in_two_parts_is_booked_twice_and_watched_in_betwee
     assert_pnl_matches_the_balances(bot, fake)
 
 
+def test_a_take_profit_part_booked_before_a_restart_is_not_booked_again_after_it(start_bot, fake) -> None:
+    first = start_bot("testnet", fake, **QUIET)
+    answer_of(first.send(**PROTECTED))
+    fake.set_price("BTCUSDT", "55000", volume="0.0001")
+    monitor(first)
+    first.stop()
+    second = start_bot("testnet", fake, **QUIET)
+    fake.set_price("BTCUSDT", "55000")
+    monitor(second)
+    assert [D(t["Quantity"]) for t in sells(second)] == [D("0.0001"), D("0.00009")]
+    assert second.status()["positions"] == {}
+    assert_pnl_matches_the_balances(second, fake)
+
+
 def test_what_a_leg_executed_before_the_cancel_is_booked_and_the_sell_sells_the_rest(start_bot, fake) -> None:
     bot = start_bot("testnet", fake, trade_amount_usdt=20, max_risk_per_trade=20, **QUIET)
     answer_of(bot.send(**PROTECTED))
