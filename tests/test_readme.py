@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_the_top_has_exactly_the_two_set_up_commands() -> None:
         "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && "
         f"WEBHOOK_SECRET_KEY={README_SECRET} python app.py",
         "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt && python -m pytest"]
-    assert "HOST=127.0.0.1" in README and "about two minutes" in README
+    assert "HOST=127.0.0.1" in README and "two to three minutes" in README
 
 
 def test_the_curl_walkthrough_works_in_order_offline(start_bot) -> None:
@@ -67,3 +68,21 @@ def test_report_says_what_is_wrong_with_the_folder_and_fails(tmp_path: Path, mak
     run = subprocess.run([sys.executable, str(ROOT / "report.py"), str(make(tmp_path))], capture_output=True,
                          text=True, timeout=30)
     assert run.returncode == 2 and problem in run.stderr and run.stdout == ""
+
+
+def test_the_examples_from_another_bot_trade_with_the_default_settings(start_bot) -> None:
+    """Each message of 'Examples that work', as TradingView would fill its placeholders, buys in paper mode."""
+    section = README.split("### Examples that work", 1)[1].split("\nText messages are", 1)[0]
+    messages = re.findall(r"```(?:json|text)\n(.*?)```", section, flags=re.S)
+    values = {"{{ticker}}": "BTCUSDT", "{{strategy.order.action}}": "buy", "{{strategy.order.contracts}}": "0.0002",
+              "{{strategy.order.price}}": "50000", "{{strategy.position_size}}": "0.0002", "{{close}}": "50000",
+              "{{timenow}}": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert len(messages) == 4
+    bot = start_bot("paper", webhook_secret_key=README_SECRET, cooldown_seconds=0, max_open_trades=4)
+    for message in messages:
+        for placeholder, value in values.items():
+            message = message.replace(placeholder, value)
+        message = message.replace("YOUR_WEBHOOK_SECRET_KEY", README_SECRET)
+        message = message.replace("buy BTCUSDT", "buy BTCUSDT price=50000")
+        answer = bot.http.post("/webhook", content=message, headers={"Content-Type": "text/plain"}).json()
+        assert answer.get("decision") == "ACCEPTED" and answer["trade"]["status"] == "FILLED", (message, answer)
