@@ -330,7 +330,18 @@ def valued(market: MarketData, rules: SymbolRules, fill: Fill) -> Fill:
     return replace(fill, other_fees_value=value) if value else fill
 
 
-class BinanceExchange:
+class MarketPrices:
+    """Last prices, as both twins read them: from the cache kept by fills, the monitor and alerts, or the ticker."""
+    market: MarketData
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        return self.market.cached_price(symbol)
+
+    def price(self, symbol: str) -> Decimal:
+        return self.market.price(symbol)
+
+
+class BinanceExchange(MarketPrices):
     """Testnet or live Binance through python-binance."""
 
     is_paper = False
@@ -363,12 +374,6 @@ class BinanceExchange:
     def forget_balances(self) -> None:
         with self._lock:
             self._balances = None
-
-    def last_price(self, symbol: str) -> Decimal | None:
-        return self.market.cached_price(symbol)
-
-    def price(self, symbol: str) -> Decimal:
-        return self.market.price(symbol)
 
     def note_price(self, symbol: str, price: Decimal) -> None:
         self.market.note_price(symbol, price)
@@ -578,7 +583,7 @@ class BinanceExchange:
                              f"it will be looked up again")
 
 
-class PaperExchange:
+class PaperExchange(MarketPrices):
     """Simulated fills with Binance's fee and a little slippage; real public prices when reachable.
 
     Protective orders rest inside the bot and behave as Binance's do: the target fills at its price once
@@ -614,12 +619,6 @@ class PaperExchange:
 
     def forget_balances(self) -> None:
         """The paper balances are the truth: nothing to re-read."""
-
-    def last_price(self, symbol: str) -> Decimal | None:
-        return self.market.cached_price(symbol)
-
-    def price(self, symbol: str) -> Decimal:
-        return self.market.price(symbol)
 
     def note_price(self, symbol: str, price: Decimal) -> None:
         """A new last price (from an alert or the ticker) moves the resting protective orders it crosses."""
