@@ -64,12 +64,12 @@ async def read_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-def warm_up(exchange: Exchange) -> None:
+def warm_up(exchange: Exchange, paper: bool) -> None:
     try:
         exchange.warm_up()
         log.info("exchange ready: symbol list and balances cached")
     except ExchangeError as problem:
-        if exchange.is_paper:
+        if paper:
             log.warning("Binance's public prices are not reachable (%s): paper mode goes on offline; alerts "
                         "need a price, and symbols are not checked against Binance's list", problem)
         else:
@@ -129,7 +129,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
                                           (checkpoint_now, CHECKPOINT_INTERVAL_SECONDS))]
         for worker in workers:
             worker.start()
-        threading.Thread(target=warm_up, args=(trader.exchange,), name="warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, args=(trader.exchange, settings.is_paper), name="warm-up", daemon=True).start()
         threading.Thread(target=trader.journal.prepare, name="journal", daemon=True).start()
         try:
             yield

@@ -89,7 +89,6 @@ class ExchangeUnreachable(ExchangeError):
 class Exchange(Protocol):
     """What the trader, the protector and start-up need from an exchange, live or paper."""
     mode: str
-    is_paper: bool
     not_found_final_after: float
 
     def warm_up(self) -> None: ...
@@ -98,7 +97,7 @@ class Exchange(Protocol):
     def forget_balances(self) -> None: ...
     def last_price(self, symbol: str) -> Decimal | None: ...
     def price(self, symbol: str) -> Decimal: ...
-    def note_price(self, symbol: str, price: Decimal) -> None: ...
+    def note_price(self, symbol: str, price: Decimal) -> bool: ...
     def refresh_market(self, symbols: list[str]) -> None: ...
     def plan_buy(self, rules: SymbolRules, amount: Decimal, price_hint: Decimal | None) -> OrderPlan: ...
     def plan_buy_quantity(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan: ...
@@ -344,7 +343,6 @@ class MarketPrices:
 class BinanceExchange(MarketPrices):
     """Testnet or live Binance through python-binance."""
 
-    is_paper = False
     not_found_final_after = RECV_WINDOW_MS / 1000 + NOT_FOUND_MARGIN_SECONDS
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
@@ -375,8 +373,10 @@ class BinanceExchange(MarketPrices):
         with self._lock:
             self._balances = None
 
-    def note_price(self, symbol: str, price: Decimal) -> None:
+    def note_price(self, symbol: str, price: Decimal) -> bool:
+        """Remember it; True when it moved resting protective orders (Binance's move on their own: never)."""
         self.market.note_price(symbol, price)
+        return False
 
     def refresh_market(self, symbols: list[str]) -> None:
         self.market.refresh_prices(symbols)
@@ -592,7 +592,6 @@ class PaperExchange(MarketPrices):
     """
 
     mode = "paper"
-    is_paper = True
     not_found_final_after = 0.0
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
@@ -620,13 +619,14 @@ class PaperExchange(MarketPrices):
     def forget_balances(self) -> None:
         """The paper balances are the truth: nothing to re-read."""
 
-    def note_price(self, symbol: str, price: Decimal) -> None:
-        """A new last price (from an alert or the ticker) moves the resting protective orders it crosses."""
+    def note_price(self, symbol: str, price: Decimal) -> bool:
+        """A new last price (from an alert or the ticker) moves the resting protective orders it crosses;
+        True when it did."""
         self.market.note_price(symbol, price)
         with self._lock:
-            for resting in self._resting.values():
-                if resting.rules.symbol == symbol:
-                    resting.match(price, self._fill)
+            moved = [resting.match(price, self._fill) for resting in self._resting.values()
+                     if resting.rules.symbol == symbol]
+        return any(moved)
 
     def refresh_market(self, symbols: list[str]) -> None:
         self.market.refresh_prices(symbols)
@@ -780,11 +780,11 @@ class PaperProtection:
     def executed(self) -> Decimal:
         return sum((state.fill.quantity for state in self.states.values()), Decimal(0))
 
-    def match(self, last: Decimal, fill: Any) -> None:
-        """Fill or trigger the legs `last` crosses; `fill` is the paper exchange's trade."""
+    def match(self, last: Decimal, fill: Any) -> bool:
+        """Fill or trigger the legs `last` crosses; `fill` is the paper exchange's trade. True if it did."""
         protection, legs = self.protection, self.protection.legs
         if not self.is_open:
-            return
+            return False
         limit = protection.stop_limit or protection.stop
         if protection.target is not None and not self.triggered and last >= protection.target:
             self._execute(legs["take_profit"], protection.target, fill)
@@ -795,6 +795,9 @@ class PaperProtection:
                 self._execute(legs["stop_loss"], last, fill)
         elif self.triggered and limit is not None and last >= limit:
             self._execute(legs["stop_loss"], limit, fill)
+        else:
+            return False
+        return True
 
     def cancel(self) -> None:
         self._end_others(None, "CANCELED")

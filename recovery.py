@@ -41,8 +41,7 @@ def rebuild(settings: Settings, journal: Journal, risk: RiskEngine, exchange: Ex
     risk.adopt_state(state.risk)
     risk.set_paused((settings.logs_dir / PAUSE_MARKER).exists())
     protector.adopt(state.booked)
-    if exchange.is_paper:
-        exchange.adopt_balances(Balances(state.balances))
+    exchange.adopt_balances(Balances(state.balances))
     for symbol, protection, _ in risk.watch_list():
         exchange.restore_protection(SymbolRules.bare(symbol, settings.quote_asset), protection)
     in_flight = [in_flight_order(intent, risk, settings.quote_asset) for intent in state.unsettled.values()]

@@ -63,7 +63,7 @@ def describe_rebuilt(trader: Trader, rebuilt: Rebuilt) -> str:
     text = (f"rebuilt from trades.csv: {rebuilt.filled} filled trade(s); open positions: {positions}; "
             f"BUYs today: {summary['trades_today']}; cooldowns running: {', '.join(summary['cooling']) or 'none'}; "
             f"orders still unsettled: {len(rebuilt.in_flight)}; paused: {'yes' if summary['paused'] else 'no'}")
-    if trader.exchange.is_paper:
+    if trader.settings.is_paper:
         text += f"; paper balance {plain(trader.exchange.free_balance(quote))} {quote}"
     return text
 

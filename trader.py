@@ -285,9 +285,8 @@ class Trader:
                         order.record)
 
     def _note_price(self, symbol: str, price: Decimal) -> None:
-        """A price from an alert: paper mode moves its resting protective orders with it at once."""
-        self.exchange.note_price(symbol, price)
-        if self.exchange.is_paper:
+        """A price from an alert: protective orders it moved (paper mode's) are booked at once."""
+        if self.exchange.note_price(symbol, price):
             self.settler.watch_protection()
 
 
