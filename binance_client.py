@@ -391,12 +391,8 @@ class BinanceExchange(MarketPrices):
 
     def plan_buy_quantity(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
         """A MARKET BUY of a base quantity (rounded down to the step), checked at the last known price."""
-        quantity = rules.market_quantity(quantity)
         price = price_hint or self.last_price(rules.symbol) or self.price(rules.symbol)
-        problem = rules.market_order_problem(quantity, price)
-        if problem:
-            raise OrderRefused(problem)
-        return OrderPlan(rules, "BUY", quantity=quantity, price=price)
+        return OrderPlan.of_quantity(rules, "BUY", rules.market_quantity(quantity), price)
 
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None,
                   unlocking: Decimal = Decimal(0)) -> OrderPlan:
@@ -404,10 +400,7 @@ class BinanceExchange(MarketPrices):
         last known price: no REST call in steady state. If Binance still refuses, the cache is read again."""
         quantity = rules.sellable(quantity, self.free_balance(rules.base_asset) + unlocking)
         price = price_hint or self.last_price(rules.symbol) or self.price(rules.symbol)
-        problem = rules.market_order_problem(quantity, price)
-        if problem:
-            raise OrderRefused(problem)
-        return OrderPlan(rules, "SELL", quantity=quantity, price=price)
+        return OrderPlan.of_quantity(rules, "SELL", quantity, price)
 
     def place(self, plan: OrderPlan, client_order_id: str) -> Fill:
         """Send the order once. An unclear answer is resolved by looking the order up, never by resending."""
@@ -645,21 +638,14 @@ class PaperExchange(MarketPrices):
         return OrderPlan(rules, "BUY", amount=amount, quantity=quantity, price=price)
 
     def plan_buy_quantity(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None) -> OrderPlan:
-        quantity = rules.market_quantity(quantity)
         price = self._price(rules, price_hint) * (1 + PAPER_SLIPPAGE)
-        problem = rules.market_order_problem(quantity, price)
-        if problem:
-            raise OrderRefused(problem)
-        return OrderPlan(rules, "BUY", quantity=quantity, price=price)
+        return OrderPlan.of_quantity(rules, "BUY", rules.market_quantity(quantity), price)
 
     def plan_sell(self, rules: SymbolRules, quantity: Decimal, price_hint: Decimal | None,
                   unlocking: Decimal = Decimal(0)) -> OrderPlan:
         quantity = rules.sellable(quantity, self.free_balance(rules.base_asset) + unlocking)
         price = self._price(rules, price_hint) * (1 - PAPER_SLIPPAGE)
-        problem = rules.market_order_problem(quantity, price)
-        if problem:
-            raise OrderRefused(problem)
-        return OrderPlan(rules, "SELL", quantity=quantity, price=price)
+        return OrderPlan.of_quantity(rules, "SELL", quantity, price)
 
     def place(self, plan: OrderPlan, client_order_id: str) -> Fill:
         """Fill at the plan's price, with Binance's commission taken from what is received."""

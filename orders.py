@@ -31,7 +31,6 @@ class OrderStatus(StrEnum):
 
 
 FINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.FAILED)
-PROTECTION_STATUSES = (OrderStatus.OPEN, OrderStatus.CANCELED, OrderStatus.FAILED)
 
 
 class OrderRefused(Exception):
@@ -296,14 +295,22 @@ def check_protection(rules: SymbolRules, protection: Protection) -> None:
 class OrderPlan:
     """A market order checked against the symbol's filters, ready to send.
 
-    A BUY spends `amount` of the quote asset; a SELL sells `quantity`. `price` is the reference
-    price the checks used (paper mode fills at it).
+    A BUY spends `amount` of the quote asset, or buys `quantity`; a SELL sells `quantity`. `price` is the
+    reference price the checks used (paper mode fills at it).
     """
     rules: SymbolRules
     side: str
     amount: Decimal = Decimal(0)
     quantity: Decimal = Decimal(0)
     price: Decimal = Decimal(0)
+
+    @classmethod
+    def of_quantity(cls, rules: SymbolRules, side: str, quantity: Decimal, price: Decimal) -> OrderPlan:
+        """A MARKET order for `quantity`, checked at `price`; OrderRefused if Binance's filters would refuse it."""
+        problem = rules.market_order_problem(quantity, price)
+        if problem:
+            raise OrderRefused(problem)
+        return cls(rules, side, quantity=quantity, price=price)
 
 
 OPEN_ORDER_STATUSES = ("NEW", "PENDING_NEW", "PARTIALLY_FILLED")

@@ -253,11 +253,11 @@ class Trader:
         self.settler.journal_protection(rules, OrderStatus.CANCELED, "protective orders canceled before selling",
                                         protection)
         quantity = rules.sellable(min(plan.quantity, slot.ticket.quantity - sold), plan.quantity)
-        problem = rules.market_order_problem(quantity, plan.price)
-        if problem:
+        try:
+            return OrderPlan.of_quantity(rules, "SELL", quantity, plan.price)
+        except OrderRefused as refused:
             placed = self.settler.protect_again(rules, protection)
-            return Decision(signal, False, f"{problem}; {placed or 'nothing left to protect'}")
-        return replace(plan, quantity=quantity)
+            return Decision(signal, False, f"{refused}; {placed or 'nothing left to protect'}")
 
     def _send(self, order: Order, plan: OrderPlan) -> Outcome:
         """Send once; an unclear answer is looked up by the exchange adapter and stays Unknown if it cannot tell."""
