@@ -190,9 +190,11 @@ class Trader:
             return Proposal(signal, Decimal(0), Decimal(0), now, price)
         quote, default = self.settings.quote_asset, self.settings.trade_amount_usdt
         balance = self.exchange.free_balance(quote)
-        if balance < max(self.settings.min_balance_usdt, buy_amount(signal.amount, default, balance, price)):
+        amount = buy_amount(signal.amount, default, balance, price)
+        if balance < max(self.settings.min_balance_usdt, amount):
             balance = self.exchange.free_balance(quote, fresh=True)
-        return Proposal(signal, buy_amount(signal.amount, default, balance, price), balance, now, price)
+            amount = buy_amount(signal.amount, default, balance, price)
+        return Proposal(signal, amount, balance, now, price)
 
     def _execute(self, slot: Slot, rules: SymbolRules, proposal: Proposal, client_order_id: str) -> Decision:
         ticket, signal, lifted = slot.ticket, proposal.signal, None
@@ -331,16 +333,16 @@ class Settler:
         """The one place an order's outcome is recorded: reservation, journal, notification, protection."""
         prefix = "settled: " if settled else ""
         if isinstance(outcome, Filled):
-            order.record = self._record_fill(order, outcome.fill, prefix)
+            record = self._record_fill(order, outcome.fill, prefix)
             if order.wants_protection:
                 placed = self.protect(self.rules_of(order.rules.symbol), outcome.fill.received_base(order.rules),
                                        order.stop_loss, order.take_profit, order.client_order_id)
-                order.record = replace(order.record, reason=f"{order.record.reason}; {placed}")
+                order.record = replace(record, reason=f"{record.reason}; {placed}")
         elif isinstance(outcome, Failed):
             if order.ticket is not None:
                 self.risk.release(order.ticket)
             self._forget_order(order)
-            order.record = self._record_failure(order, OrderStatus.FAILED, prefix + outcome.reason)
+            self._record_failure(order, OrderStatus.FAILED, prefix + outcome.reason)
             log.warning("order %s for %s %s failed: %s", order.client_order_id, order.side, order.rules.symbol,
                         outcome.reason)
         else:
@@ -351,16 +353,17 @@ class Settler:
             return self._record_failure(order, OrderStatus.UNKNOWN, f"order outcome unknown: {outcome.reason}")
         if order.lifted is not None:
             self.protect_again(order.rules, order.lifted)
+        assert order.record is not None, "_record_fill and _record_failure keep the record as they journal it"
         return order.record
 
     def _record_fill(self, order: Order, fill: Fill, prefix: str, kind: str | None = None) -> TradeRecord:
-        rules = order.rules
+        rules, now = order.rules, self.clock()
         closes = not order.is_entry and closes_position(fill, order.whole)
-        booking = (self.risk.confirm(order.ticket, rules, fill, self.clock(), closes) if order.ticket
-                   else self.risk.book_exit(rules, fill, self.clock()))
+        booking = (self.risk.confirm(order.ticket, rules, fill, now, closes) if order.ticket
+                   else self.risk.book_exit(rules, fill, now))
         self._forget_order(order)
         record = TradeRecord(
-            self.clock(), rules.symbol, order.side, OrderStatus.FILLED, fill.client_order_id,
+            now, rules.symbol, order.side, OrderStatus.FILLED, fill.client_order_id,
             kind or prefix + describe_fill(order, fill, rules), amount=fill.quote_amount, price=fill.price,
             order_id=fill.order_id, quantity=fill.quantity,
             net_quantity=fill.received_base(rules) if order.is_entry else fill.quantity, fee=fill.fee,
