@@ -27,7 +27,7 @@ from config import ConfigError, Settings, journal_storage, load_settings
 from csv_logger import Journal, JournalInUse, JournalLock
 from money import plain
 from orders import client_order_id_for
-from recovery import rebuild, refresh_checkpoint
+from recovery import CheckpointKeeper, rebuild
 from security import authenticate, configure_logging, install_security, require_admin, server_options
 from signals import WEBHOOK_OPENAPI, InvalidSignal, alert_labels, body_secret, parse_body, parse_signal
 from status import announce_start_up, status_body
@@ -108,9 +108,6 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
                     notifier, clock)
     settler = trader.settler
     storage = journal_storage(settings)
-
-    def checkpoint_now() -> None:
-        refresh_checkpoint(settings, trader.journal)
     background: set[asyncio.Future[Any]] = set()
 
     @asynccontextmanager
@@ -118,6 +115,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
         notifier.start()
         rebuilt = rebuild(settings, trader.journal, trader.risk, trader.exchange, trader.protector)
         settler.adopt(rebuilt.in_flight)
+        checkpoints = CheckpointKeeper(settings, trader.journal, rebuilt.journal_at)
         settler.reconcile()
         if settings.trading_mode == "live":
             log.warning("LIVE TRADING: orders use real money on Binance")
@@ -126,7 +124,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
         workers = [threading.Thread(target=repeat, args=(task, interval, stop), name=task.__name__, daemon=True)
                    for task, interval in ((settler.reconcile, settings.reconcile_interval_seconds),
                                           (settler.monitor, settings.monitor_interval_seconds),
-                                          (checkpoint_now, CHECKPOINT_INTERVAL_SECONDS))]
+                                          (checkpoints.refresh, CHECKPOINT_INTERVAL_SECONDS))]
         for worker in workers:
             worker.start()
         threading.Thread(target=warm_up, args=(trader.exchange, settings.is_paper), name="warm-up", daemon=True).start()
@@ -137,7 +135,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None, clock: Cloc
             stop.set()
             for worker in workers:
                 worker.join()
-            checkpoint_now()
+            checkpoints.refresh()
             notifier.stop()
             journal_lock.release()
 

@@ -18,7 +18,8 @@ import checkpoint
 from binance_client import Balances, Exchange
 from checkpoint import Journalled, Stamp
 from config import Settings
-from csv_logger import CHECKPOINT_FILE, PAUSE_MARKER, Intent, Journal, StaleBookmark, closes_as_journalled, fill_of
+from csv_logger import (CHECKPOINT_FILE, PAUSE_MARKER, Bookmark, Intent, Journal, StaleBookmark,
+                        closes_as_journalled, fill_of)
 from orders import (FINAL_STATUSES, PROTECTION_SUFFIXES, Order, OrderStatus, Protection, SymbolRules, TradeRecord,
                     entry_id_of)
 from protection import Protector, add_booked, is_leg_id
@@ -27,17 +28,22 @@ from risk import RiskEngine, RiskState
 log = logging.getLogger("bot")
 
 
+JournalEnds = tuple[Bookmark | None, Bookmark | None]  # trades.csv's and intents.csv's
+
+
 @dataclass(frozen=True)
 class Rebuilt:
     filled: int
     in_flight: list[Order]
+    journal_at: JournalEnds  # where the checkpoint now stands
 
 
 def rebuild(settings: Settings, journal: Journal, risk: RiskEngine, exchange: Exchange,
             protector: Protector) -> Rebuilt:
     """The journal's state, handed to the trader's parts; the orders in flight, held until settled."""
-    state = replay(settings, journal)
-    save(settings, state)
+    state, grown = replay(settings, journal)
+    if grown:
+        save(settings, state)
     risk.adopt_state(state.risk)
     risk.set_paused((settings.logs_dir / PAUSE_MARKER).exists())
     protector.adopt(state.booked)
@@ -45,25 +51,40 @@ def rebuild(settings: Settings, journal: Journal, risk: RiskEngine, exchange: Ex
     for symbol, protection, _ in risk.watch_list():
         exchange.restore_protection(SymbolRules.bare(symbol, settings.quote_asset), protection)
     in_flight = [in_flight_order(intent, risk, settings.quote_asset) for intent in state.unsettled.values()]
-    return Rebuilt(state.filled, in_flight)
+    return Rebuilt(state.filled, in_flight, (state.trades_at, state.intents_at))
 
 
-def refresh_checkpoint(settings: Settings, journal: Journal) -> None:
-    """Bring the checkpoint up to the journal's last rows (in the background, and when the bot stops)."""
-    save(settings, replay(settings, journal))
+class CheckpointKeeper:
+    """Brings the checkpoint up to the journal's last rows (in the background, and when the bot stops); a
+    journal that has not grown since the checkpoint is left alone: nothing read, nothing written."""
+
+    def __init__(self, settings: Settings, journal: Journal, saved_at: JournalEnds) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.saved_at = saved_at
+
+    def refresh(self) -> None:
+        if (self.journal.trades.end(), self.journal.intents.end()) == self.saved_at:
+            return
+        state, _ = replay(self.settings, self.journal)
+        save(self.settings, state)
+        self.saved_at = (state.trades_at, state.intents_at)
 
 
-def replay(settings: Settings, journal: Journal) -> Journalled:
-    """The checkpoint and the rows after it; or, without a usable checkpoint, every row."""
+def replay(settings: Settings, journal: Journal) -> tuple[Journalled, bool]:
+    """The checkpoint and the rows after it; or, without a usable checkpoint, every row. True when that
+    read rows the checkpoint did not hold."""
     state = checkpoint.load(settings.logs_dir / CHECKPOINT_FILE, stamp(settings))
     if state is not None:
+        saved_at = (state.trades_at, state.intents_at)
         try:
-            return catch_up(settings, journal, state)
+            state = catch_up(settings, journal, state)
+            return state, (state.trades_at, state.intents_at) != saved_at
         except StaleBookmark as stale:
             log.warning("checkpoint not used (%s): replaying the whole journal", stale)
     fresh = Journalled(RiskState(day=date.min),
                        balances={settings.quote_asset: settings.paper_balance_usdt} if settings.is_paper else {})
-    return catch_up(settings, journal, fresh)
+    return catch_up(settings, journal, fresh), True
 
 
 def catch_up(settings: Settings, journal: Journal, state: Journalled) -> Journalled:

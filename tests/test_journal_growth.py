@@ -30,6 +30,16 @@ def remembered(bot) -> dict:
     return {"positions": positions} | {key: status[key] for key in ("dust", "trades_today", "balance", "performance")}
 
 
+def stopped_with_history(start_bot, trips: int):
+    """A paper bot that made `trips` BTC round trips and holds ETH, stopped; and what it remembered."""
+    bot = start_bot("paper", cooldown_seconds=0)
+    round_trips(bot, trips)
+    bot.send(symbol="ETHUSDT", price="3000")
+    before = remembered(bot)
+    bot.stop()
+    return bot, before
+
+
 def count_parsed_rows(monkeypatch) -> list[int]:
     parsed = [0]
     original = csv_logger.trade_record_of
@@ -63,12 +73,22 @@ def test_a_restart_replays_only_the_rows_written_after_the_checkpoint(start_bot,
     assert remembered(third) == before
 
 
-def test_a_checkpoint_that_does_not_match_the_journal_is_not_used(start_bot, caplog) -> None:
+def test_the_checkpoint_is_written_again_only_when_the_journal_has_grown(start_bot) -> None:
     first = start_bot("paper", cooldown_seconds=0)
-    round_trips(first, 2)
-    first.send(symbol="ETHUSDT", price="3000")
-    before = remembered(first)
+    round_trips(first, 1)
     first.stop()
+    saved = first.settings.logs_dir / "checkpoint.json"
+    written = saved.stat().st_mtime_ns
+    start_bot("paper", cooldown_seconds=0).stop()
+    assert saved.stat().st_mtime_ns == written
+    third = start_bot("paper", cooldown_seconds=0)
+    round_trips(third, 1)
+    third.stop()
+    assert saved.stat().st_mtime_ns != written
+
+
+def test_a_checkpoint_that_does_not_match_the_journal_is_not_used(start_bot, caplog) -> None:
+    first, before = stopped_with_history(start_bot, 2)
     trades = first.settings.trades_csv
     text = trades.read_text(encoding="utf-8-sig")
     trades.write_text(text.replace("SELL BTCUSDT filled", "SELL BTCUSDT  filled", 1), encoding="utf-8-sig")
@@ -85,11 +105,7 @@ def test_a_checkpoint_of_another_mode_is_not_used(start_bot, fake) -> None:
 
 
 def test_files_roll_over_when_the_month_changes_and_every_reader_reads_across(start_bot) -> None:
-    first = start_bot("paper", cooldown_seconds=0)
-    round_trips(first, 1)
-    first.send(symbol="ETHUSDT", price="3000")
-    before = remembered(first)
-    first.stop()
+    first, before = stopped_with_history(start_bot, 1)
     logs = first.settings.logs_dir
     last_month = time.time() - 40 * 24 * 3600
     for name in ("signals.csv", "trades.csv", "intents.csv"):
